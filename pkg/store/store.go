@@ -1,0 +1,78 @@
+// Package store keeps sendconn's configuration: Send connectors, their
+// credentials and (with the permissions schema) their access lists and the
+// organization's accepted domains.
+//
+// The rest of sendconn sees the small Store and Tx interfaces below; Bolt is
+// the embedded implementation on a bbolt file. A second backend (a shared
+// store for several servers) implements the same interfaces.
+//
+// Every Update is one transaction: a command's reads and writes see one
+// consistent state and commit together, and concurrent writers are
+// serialised, so no update is lost. An Update function may be run more than
+// once by backends that retry on conflict, so it must not have side effects
+// outside the transaction.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/sendconn/sendconn/pkg/connector"
+)
+
+// Sentinel errors; match them with errors.Is.
+var (
+	ErrNotFound    = errors.New("not found")
+	ErrExists      = errors.New("already exists")
+	ErrBusy        = errors.New("store is busy")
+	ErrNewerSchema = errors.New("store was written by a newer sendconn")
+	ErrReadOnly    = errors.New("store transaction is read-only")
+)
+
+// Store is what the CLI and the transport need from configuration storage.
+type Store interface {
+	// View runs fn in a read-only transaction.
+	View(ctx context.Context, fn func(Tx) error) error
+	// Update runs fn in a read-write transaction and commits it if fn
+	// returns nil. A commit that changed anything bumps the revision.
+	Update(ctx context.Context, fn func(Tx) error) error
+}
+
+// Tx is one transaction's view of the store.
+type Tx interface {
+	// Revision counts committed writes; it only grows.
+	Revision() uint64
+
+	// Connectors returns every connector ordered by name.
+	Connectors() ([]connector.SendConnector, error)
+	// Connector resolves an identity: a Guid, a name (case-insensitive), or
+	// "Server\Name".
+	Connector(identity string) (connector.SendConnector, error)
+	// CreateConnector stores a new connector, assigning its Guid and
+	// timestamps (written back into c). A taken name is ErrExists.
+	CreateConnector(c *connector.SendConnector) error
+	// UpdateConnector replaces the connector with c's Guid, renaming it if
+	// the name changed; WhenChanged is set (written back into c).
+	UpdateConnector(c *connector.SendConnector) error
+	// DeleteConnector removes a connector and everything stored with it.
+	DeleteConnector(guid string) error
+}
+
+// NotFoundError says which object was not found.
+type NotFoundError struct {
+	Kind     string // "connector", "accepted domain", …
+	Identity string
+}
+
+func (e *NotFoundError) Error() string        { return fmt.Sprintf("%s %q not found", e.Kind, e.Identity) }
+func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
+
+// ExistsError says which object already exists.
+type ExistsError struct {
+	Kind string
+	Name string
+}
+
+func (e *ExistsError) Error() string        { return fmt.Sprintf("%s %q already exists", e.Kind, e.Name) }
+func (e *ExistsError) Is(target error) bool { return target == ErrExists }
