@@ -1,0 +1,50 @@
+# sendconn — build, test and run.
+#
+#   make run            build bin/sendconn and run it (pass arguments with ARGS="…")
+#   make test           every test that needs nothing but Go
+#   make interop        the same flows against real peers (needs Debian packages; .ci/run installs them)
+#   make lint           gofmt, go vet, staticcheck
+#   make fuzz           a short run of every fuzz target (FUZZTIME=10s each)
+#   make docs           regenerate docs/reference from the commands' help
+
+GO       ?= go
+BIN      := bin/sendconn
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+ARGS     ?= get
+FUZZTIME ?= 10s
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: all build run test race lint fuzz docs clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/sendconn
+
+run: build
+	./$(BIN) $(ARGS)
+
+test:
+	$(GO) test -race -count=1 ./...
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+# Each target runs alone: go test -fuzz takes one target at a time.
+fuzz:
+	@set -e; for pkg in ./pkg/connector ./pkg/permissions; do \
+	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$target"; \
+	    $(GO) test -run=NONE -fuzz="^$$target\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+docs:
+	$(GO) run ./cmd/sendconn gen-docs docs/reference
+
+clean:
+	rm -rf bin

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/sendconn/sendconn/pkg/store"
+)
+
+// TestMain lets the test binary act as sendconn (and as small helper
+// programs) inside testscript scripts.
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"sendconn": func() { os.Exit(run(os.Args[1:], newApp(systemStreams(), os.Getenv))) },
+		// holdstore PATH READYFILE: take the store's write lock, say so in
+		// READYFILE, and hold it until killed.
+		"holdstore": func() {
+			sig := make(chan os.Signal, 1)
+			signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+			err := store.OpenBolt(os.Args[1], store.Options{}).Update(context.Background(), func(store.Tx) error {
+				if err := os.WriteFile(os.Args[2], []byte("held\n"), 0o600); err != nil {
+					return err
+				}
+				<-sig
+				return nil
+			})
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			os.Exit(0)
+		},
+	})
+}
+
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/script",
+		RequireExplicitExec: true,
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("SENDCONN_STORE", filepath.Join(env.WorkDir, "sendconn.db"))
+			env.Setenv("SENDCONN_SERVER_NAME", "EX01")
+			env.Setenv("SENDCONN_STORE_TIMEOUT", "2s")
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"waitfile":  cmdWaitFile,
+			"stripids":  cmdStripIDs,
+			"filemode":  cmdFileMode,
+			"notexists": cmdNotExists,
+		},
+	})
+}
+
+// waitfile FILE: wait (bounded) until FILE exists — the way scripts wait for
+// a background process, never with sleep.
+func cmdWaitFile(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: waitfile FILE")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(ts.MkAbs(args[0])); err == nil {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ts.Fatalf("%s did not appear within 20s", args[0])
+}
+
+// stripids IN OUT: copy IN to OUT without the lines that differ between
+// two stores holding the same configuration (Guid, timestamps).
+func cmdStripIDs(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: stripids IN OUT")
+	}
+	var kept []string
+	for _, line := range strings.Split(ts.ReadFile(args[0]), "\n") {
+		if strings.Contains(line, `"Guid"`) || strings.Contains(line, `"WhenCreated"`) || strings.Contains(line, `"WhenChanged"`) {
+			continue
+		}
+		kept = append(kept, line)
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(strings.Join(kept, "\n")), 0o644))
+}
+
+// filemode FILE MODE: check a file's permission bits (octal).
+func cmdFileMode(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: filemode FILE MODE")
+	}
+	fi, err := os.Stat(ts.MkAbs(args[0]))
+	ts.Check(err)
+	if got := fmt.Sprintf("%o", fi.Mode().Perm()); (got == args[1]) == neg {
+		ts.Fatalf("%s has mode %s, want %s%s", args[0], got, map[bool]string{true: "not ", false: ""}[neg], args[1])
+	}
+}
+
+// notexists FILE: fail if FILE exists.
+func cmdNotExists(ts *testscript.TestScript, neg bool, args []string) {
+	for _, a := range args {
+		if _, err := os.Stat(ts.MkAbs(a)); err == nil {
+			ts.Fatalf("%s exists", a)
+		}
+	}
+}

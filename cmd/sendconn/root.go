@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sendconn/sendconn/pkg/connector"
+	"github.com/sendconn/sendconn/pkg/store"
+)
+
+// version is set at build time (-ldflags "-X main.version=…").
+var version = "dev"
+
+// App holds a command's dependencies; tests build one with buffers and a
+// fake environment and call run in-process.
+type App struct {
+	IO       *IOStreams
+	Getenv   func(string) string
+	Now      func() time.Time
+	Hostname func() (string, error)
+	Euid     int
+
+	configFile string
+	cfg        *Config
+}
+
+func newApp(io *IOStreams, getenv func(string) string) *App {
+	return &App{IO: io, Getenv: getenv, Now: time.Now, Hostname: os.Hostname, Euid: os.Geteuid()}
+}
+
+// run executes one command line and returns the exit code.
+func run(args []string, app *App) int {
+	root := newRootCmd(app)
+	root.SetArgs(rewriteArgs(root, args))
+	err := root.ExecuteContext(context.Background())
+	if err != nil {
+		printError(app.IO.ErrOut, err)
+	}
+	return exitCode(err)
+}
+
+const noConfigAnnotation = "no-config"
+
+func newRootCmd(app *App) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "sendconn",
+		Short: "Send connectors for outbound mail, managed like Exchange's",
+		Long: `sendconn decides how outbound mail leaves the organization: named Send
+connectors say which destination domains go through which smart hosts (or
+straight to the recipient's MX), with which TLS and authentication, and
+which internal headers may leave.
+
+The commands mirror Exchange's cmdlets and answer to their names too:
+  new, set, get, remove    New-, Set-, Get-, Remove-SendConnector
+Parameters may be written as flags (--dns-routing-enabled=false) or as in
+the Exchange Management Shell (-DNSRoutingEnabled '$false').`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Annotations[noConfigAnnotation] != "" {
+				return nil
+			}
+			return app.loadConfig(cmd)
+		},
+	}
+	root.SetIn(app.IO.In)
+	root.SetOut(app.IO.Out)
+	root.SetErr(app.IO.ErrOut)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &usageError{msg: err.Error(), hint: "see '" + root.Name() + " COMMAND --help'"}
+	})
+	pf := root.PersistentFlags()
+	pf.StringVar(&app.configFile, "config", "", "config file (default /etc/sendconn/sendconn.yaml, then $XDG_CONFIG_HOME/sendconn/sendconn.yaml; env SENDCONN_CONFIG)")
+	pf.String("store", "", "store file (default /var/lib/sendconn/sendconn.db for root, else $XDG_DATA_HOME/sendconn/sendconn.db; env SENDCONN_STORE)")
+	pf.String("store-timeout", "", "how long to wait for a store locked by another sendconn process (default 5s)")
+	pf.String("log-level", "", "log level: debug, info, warn, error (default info)")
+	pf.String("log-format", "", "log format: text or json (default text)")
+
+	root.AddCommand(
+		newNewCmd(app), newSetCmd(app), newGetCmd(app), newRemoveCmd(app),
+		newVersionCmd(app), newGenDocsCmd(app),
+	)
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			markNoConfig(c)
+		}
+	}
+	installHelp(root)
+	return root
+}
+
+func markNoConfig(c *cobra.Command) {
+	if c.Annotations == nil {
+		c.Annotations = map[string]string{}
+	}
+	c.Annotations[noConfigAnnotation] = "true"
+	for _, sub := range c.Commands() {
+		markNoConfig(sub)
+	}
+}
+
+func (app *App) configEnv() *configEnv {
+	host, err := app.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return &configEnv{getenv: app.Getenv, euid: app.Euid, hostname: host}
+}
+
+func (app *App) loadConfig(cmd *cobra.Command) error {
+	cfg, err := loadConfig(app.configEnv(), cmd.Flags(), app.configFile)
+	if err != nil {
+		return err
+	}
+	app.cfg = cfg
+	return nil
+}
+
+// store opens the configured store (it is opened per transaction, never
+// held).
+func (app *App) store() *store.Bolt {
+	return store.OpenBolt(app.cfg.Store, store.Options{LockTimeout: app.cfg.StoreTimeout, Now: app.Now})
+}
+
+// defaults are what a new connector takes from this server.
+func (app *App) defaults() connector.Defaults {
+	return connector.Defaults{ServerName: app.cfg.ServerName}
+}
+
+func newVersionCmd(app *App) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "version",
+		Short: "Print sendconn's version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintf(app.IO.Out, "sendconn %s\n", version)
+			return err
+		},
+	}
+	markNoConfig(c)
+	return c
+}
