@@ -225,7 +225,9 @@ func parseName(s string) (string, error) {
 	return s, ValidateName(s)
 }
 
-func formatTime(t time.Time) any {
+// FormatTime prints a store timestamp the way every printer shows it:
+// RFC 3339 in UTC, or nothing when unset.
+func FormatTime(t time.Time) any {
 	if t.IsZero() {
 		return nil
 	}
@@ -319,6 +321,6 @@ var properties = []Property{
 	boolProp("UseExternalDNSServersEnabled", "use-external-dns-servers-enabled", "resolve with dns.external-servers instead of dns.internal-servers",
 		func(p *Patch) *Opt[bool] { return &p.UseExternalDNSServersEnabled }, func(c *SendConnector) bool { return c.UseExternalDNSServersEnabled }),
 	{Name: "Guid", Get: func(c *SendConnector) any { return orNil(c.Guid) }},
-	{Name: "WhenChanged", Get: func(c *SendConnector) any { return formatTime(c.WhenChanged) }},
-	{Name: "WhenCreated", Get: func(c *SendConnector) any { return formatTime(c.WhenCreated) }},
+	{Name: "WhenChanged", Get: func(c *SendConnector) any { return FormatTime(c.WhenChanged) }},
+	{Name: "WhenCreated", Get: func(c *SendConnector) any { return FormatTime(c.WhenCreated) }},
 }

@@ -18,9 +18,10 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/sendconn/sendconn/pkg/connector"
+	"github.com/sendconn/sendconn/pkg/permissions"
 )
 
-// The bbolt file's bucket tree (schema version 1):
+// The bbolt file's bucket tree (schema version 2):
 //
 //	meta/
 //	    schema          uint32, big-endian: the schema version written
@@ -31,14 +32,22 @@ import (
 //	    <folded name>   <guid>: the case-insensitive name index
 //	secrets/
 //	    <guid>          the AuthenticationCredential password, raw bytes
+//	acls/
+//	    <guid>          JSON of the connector's permissions.ACL (since 2)
+//	accepted-domains/
+//	    <guid>          JSON of connector.AcceptedDomain (since 2)
 //
 // Passwords live apart from the records so that nothing that encodes a
-// connector can carry one by accident.
+// connector can carry one by accident. An access list shares its
+// connector's key, so a rename leaves it where it is and a delete takes it
+// in the same transaction.
 var (
-	bucketMeta           = []byte("meta")
-	bucketConnectors     = []byte("connectors")
-	bucketConnectorNames = []byte("connector-names")
-	bucketSecrets        = []byte("secrets")
+	bucketMeta            = []byte("meta")
+	bucketConnectors      = []byte("connectors")
+	bucketConnectorNames  = []byte("connector-names")
+	bucketSecrets         = []byte("secrets")
+	bucketACLs            = []byte("acls")
+	bucketAcceptedDomains = []byte("accepted-domains")
 
 	keySchema   = []byte("schema")
 	keyRevision = []byte("revision")
@@ -54,7 +63,14 @@ type Options struct {
 	LockTimeout time.Duration
 	// Now is the clock for WhenCreated/WhenChanged; nil means time.Now.
 	Now func() time.Time
+	// OrganizationDomain names the organization's Exchange Servers group in
+	// the default access lists a schema 1 store's connectors get when it is
+	// migrated. Empty means DefaultOrganizationDomain.
+	OrganizationDomain string
 }
+
+// DefaultOrganizationDomain is organization.domain's default.
+const DefaultOrganizationDomain = "SENDCONN"
 
 // Bolt is the embedded store on a bbolt file. It holds no file open
 // between operations: each View or Update opens the file, runs one
@@ -74,6 +90,9 @@ func OpenBolt(path string, opts Options) *Bolt {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.OrganizationDomain == "" {
+		opts.OrganizationDomain = DefaultOrganizationDomain
 	}
 	return &Bolt{path: path, opts: opts}
 }
@@ -134,19 +153,30 @@ func (b *Bolt) Update(ctx context.Context, fn func(Tx) error) error {
 	if err != nil {
 		return err
 	}
+	migrated := false
 	err = db.Update(func(btx *bolt.Tx) error {
-		if err := prepare(btx); err != nil {
+		var err error
+		if migrated, err = prepare(btx, b.opts); err != nil {
 			return err
 		}
 		t := &boltTx{tx: btx, writable: true, now: b.opts.Now}
 		if err := fn(t); err != nil {
 			return err
 		}
+		if !t.dirty && !migrated {
+			// Rolling back keeps a command that changed nothing from
+			// touching the file at all: bbolt would otherwise write a new
+			// meta page.
+			return errNothingWritten
+		}
 		if t.dirty {
 			return bumpRevision(btx)
 		}
 		return nil
 	})
+	if errors.Is(err, errNothingWritten) {
+		err = nil
+	}
 	if closeErr := db.Close(); err == nil && closeErr != nil {
 		err = fmt.Errorf("close store %s: %w", b.path, closeErr)
 	}
@@ -208,24 +238,28 @@ func schemaVersion(btx *bolt.Tx) (uint32, error) {
 	return n, nil
 }
 
-// prepare creates the bucket tree of a new file or migrates an older one.
-func prepare(btx *bolt.Tx) error {
+// errNothingWritten rolls back an Update that changed nothing.
+var errNothingWritten = errors.New("nothing written")
+
+// prepare creates the bucket tree of a new file or migrates an older one,
+// and reports whether it did either.
+func prepare(btx *bolt.Tx, opts Options) (bool, error) {
 	v, err := schemaVersion(btx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if v == currentSchema {
-		return nil
+		return false, nil
 	}
 	if v == 0 && btx.Bucket(bucketMeta) == nil {
 		if err := createBuckets(btx); err != nil {
-			return err
+			return false, err
 		}
-	} else if err := migrate(btx, v); err != nil {
-		return err
+	} else if err := migrate(btx, v, opts); err != nil {
+		return false, err
 	}
 	meta := btx.Bucket(bucketMeta)
-	return meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, currentSchema))
+	return true, meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, currentSchema))
 }
 
 func createBuckets(btx *bolt.Tx) error {
@@ -330,7 +364,7 @@ func (t *boltTx) decodeConnector(key, v []byte) (connector.SendConnector, error)
 	return c, nil
 }
 
-func (t *boltTx) CreateConnector(c *connector.SendConnector) error {
+func (t *boltTx) CreateConnector(c *connector.SendConnector, acl permissions.ACL) error {
 	if err := t.checkWritable(); err != nil {
 		return err
 	}
@@ -344,7 +378,10 @@ func (t *boltTx) CreateConnector(c *connector.SendConnector) error {
 	}
 	now := t.now().UTC().Truncate(time.Second)
 	c.Guid, c.WhenCreated, c.WhenChanged = guid, now, now
-	return t.putConnector(c)
+	if err := t.putConnector(c); err != nil {
+		return err
+	}
+	return t.putACL(guid, acl)
 }
 
 func (t *boltTx) UpdateConnector(c *connector.SendConnector) error {
@@ -415,6 +452,7 @@ func (t *boltTx) DeleteConnector(guid string) error {
 		{bucketConnectors, key},
 		{bucketConnectorNames, []byte(foldName(c.Name))},
 		{bucketSecrets, key},
+		{bucketACLs, key},
 	} {
 		if err := t.tx.Bucket(del.bucket).Delete(del.key); err != nil {
 			return err
@@ -449,4 +487,140 @@ func newGuid() (string, error) {
 // /proc/locks (Linux); empty when it cannot tell.
 func lockHolder(path string) string {
 	return findLockHolder(path, "/proc/locks", "/proc")
+}
+
+func (t *boltTx) ACL(guid string) (permissions.ACL, error) {
+	if t.bucket(bucketConnectors) == nil || t.bucket(bucketConnectors).Get([]byte(guid)) == nil {
+		return nil, &NotFoundError{Kind: "connector", Identity: guid}
+	}
+	v := t.bucket(bucketACLs).Get([]byte(guid))
+	if v == nil {
+		return nil, fmt.Errorf("store is inconsistent: connector %s has no access list", guid)
+	}
+	var acl permissions.ACL
+	if err := json.Unmarshal(v, &acl); err != nil {
+		return nil, fmt.Errorf("decode access list of connector %s: %w", guid, err)
+	}
+	return acl, nil
+}
+
+func (t *boltTx) PutACL(guid string, acl permissions.ACL) error {
+	if err := t.checkWritable(); err != nil {
+		return err
+	}
+	if t.tx.Bucket(bucketConnectors).Get([]byte(guid)) == nil {
+		return &NotFoundError{Kind: "connector", Identity: guid}
+	}
+	return t.putACL(guid, acl)
+}
+
+func (t *boltTx) putACL(guid string, acl permissions.ACL) error {
+	if acl == nil {
+		acl = permissions.ACL{} // an emptied list stays a list, not a missing one
+	}
+	v, err := json.Marshal(acl)
+	if err != nil {
+		return fmt.Errorf("encode access list of connector %s: %w", guid, err)
+	}
+	t.dirty = true
+	return t.tx.Bucket(bucketACLs).Put([]byte(guid), v)
+}
+
+func (t *boltTx) AcceptedDomains() ([]connector.AcceptedDomain, error) {
+	b := t.bucket(bucketAcceptedDomains)
+	if b == nil {
+		return nil, nil
+	}
+	var out []connector.AcceptedDomain
+	err := b.ForEach(func(k, v []byte) error {
+		var d connector.AcceptedDomain
+		if err := json.Unmarshal(v, &d); err != nil {
+			return fmt.Errorf("decode accepted domain %s: %w", k, err)
+		}
+		out = append(out, d)
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return foldName(out[i].Name) < foldName(out[j].Name) })
+	return out, err
+}
+
+// AcceptedDomain scans: an organization has a handful of accepted domains,
+// and an index would be one more thing to keep consistent.
+func (t *boltTx) AcceptedDomain(identity string) (connector.AcceptedDomain, error) {
+	all, err := t.AcceptedDomains()
+	if err != nil {
+		return connector.AcceptedDomain{}, err
+	}
+	guid := strings.ToLower(strings.Trim(identity, "{}"))
+	for _, match := range []func(d connector.AcceptedDomain) bool{
+		func(d connector.AcceptedDomain) bool { return d.Guid == guid },
+		func(d connector.AcceptedDomain) bool { return strings.EqualFold(d.Name, identity) },
+		func(d connector.AcceptedDomain) bool { return strings.EqualFold(d.DomainName, identity) },
+	} {
+		for _, d := range all {
+			if match(d) {
+				return d, nil
+			}
+		}
+	}
+	return connector.AcceptedDomain{}, &NotFoundError{Kind: "accepted domain", Identity: identity}
+}
+
+func (t *boltTx) CreateAcceptedDomain(d *connector.AcceptedDomain) error {
+	if err := t.checkWritable(); err != nil {
+		return err
+	}
+	all, err := t.AcceptedDomains()
+	if err != nil {
+		return err
+	}
+	for _, other := range all {
+		switch {
+		case strings.EqualFold(other.Name, d.Name):
+			return &ExistsError{Kind: "accepted domain", Name: d.Name}
+		case other.DomainName == d.DomainName:
+			return &ExistsError{Kind: "accepted domain", Name: d.DomainName}
+		}
+	}
+	guid, err := newGuid()
+	if err != nil {
+		return err
+	}
+	now := t.now().UTC().Truncate(time.Second)
+	d.Guid, d.WhenCreated, d.WhenChanged = guid, now, now
+	if len(all) == 0 {
+		d.Default = true
+	}
+	if d.Default {
+		for _, other := range all {
+			if other.Default {
+				other.Default, other.WhenChanged = false, now
+				if err := t.putAcceptedDomain(&other); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return t.putAcceptedDomain(d)
+}
+
+func (t *boltTx) putAcceptedDomain(d *connector.AcceptedDomain) error {
+	v, err := json.Marshal(d)
+	if err != nil {
+		return fmt.Errorf("encode accepted domain %q: %w", d.Name, err)
+	}
+	t.dirty = true
+	return t.tx.Bucket(bucketAcceptedDomains).Put([]byte(d.Guid), v)
+}
+
+func (t *boltTx) DeleteAcceptedDomain(guid string) error {
+	if err := t.checkWritable(); err != nil {
+		return err
+	}
+	b := t.tx.Bucket(bucketAcceptedDomains)
+	if b.Get([]byte(guid)) == nil {
+		return &NotFoundError{Kind: "accepted domain", Identity: guid}
+	}
+	t.dirty = true
+	return b.Delete([]byte(guid))
 }

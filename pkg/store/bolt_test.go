@@ -18,6 +18,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/sendconn/sendconn/pkg/connector"
+	"github.com/sendconn/sendconn/pkg/permissions"
 )
 
 // The test binary doubles as a second process for lock and concurrency
@@ -90,7 +91,7 @@ func tempStore(t *testing.T) *Bolt {
 
 func create(t *testing.T, s Store, c connector.SendConnector) connector.SendConnector {
 	t.Helper()
-	err := s.Update(context.Background(), func(tx Tx) error { return tx.CreateConnector(&c) })
+	err := s.Update(context.Background(), func(tx Tx) error { return tx.CreateConnector(&c, permissions.DefaultACL("CONTOSO")) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +142,7 @@ func TestDuplicateNameAndRename(t *testing.T) {
 	a := create(t, s, newTestConnector(t, "Alpha"))
 	create(t, s, newTestConnector(t, "Beta"))
 	dup := newTestConnector(t, "ALPHA")
-	err := s.Update(ctx, func(tx Tx) error { return tx.CreateConnector(&dup) })
+	err := s.Update(ctx, func(tx Tx) error { return tx.CreateConnector(&dup, permissions.DefaultACL("CONTOSO")) })
 	if !errors.Is(err, ErrExists) || err.Error() != `connector "ALPHA" already exists` {
 		t.Errorf("duplicate name: %v", err)
 	}
@@ -233,7 +234,7 @@ func TestFailedUpdateChangesNothing(t *testing.T) {
 	before, _ := os.ReadFile(s.Path())
 	err := s.Update(ctx, func(tx Tx) error {
 		c := newTestConnector(t, "B")
-		if err := tx.CreateConnector(&c); err != nil {
+		if err := tx.CreateConnector(&c, permissions.DefaultACL("CONTOSO")); err != nil {
 			return err
 		}
 		return errors.New("validation failed later")

@@ -1,6 +1,5 @@
 // Package store keeps sendconn's configuration: Send connectors, their
-// credentials and (with the permissions schema) their access lists and the
-// organization's accepted domains.
+// credentials and access lists, and the organization's accepted domains.
 //
 // The rest of sendconn sees the small Store and Tx interfaces below; Bolt is
 // the embedded implementation on a bbolt file. A second backend (a shared
@@ -19,6 +18,7 @@ import (
 	"fmt"
 
 	"github.com/sendconn/sendconn/pkg/connector"
+	"github.com/sendconn/sendconn/pkg/permissions"
 )
 
 // Sentinel errors; match them with errors.Is.
@@ -49,14 +49,33 @@ type Tx interface {
 	// Connector resolves an identity: a Guid, a name (case-insensitive), or
 	// "Server\Name".
 	Connector(identity string) (connector.SendConnector, error)
-	// CreateConnector stores a new connector, assigning its Guid and
-	// timestamps (written back into c). A taken name is ErrExists.
-	CreateConnector(c *connector.SendConnector) error
+	// CreateConnector stores a new connector with its access list,
+	// assigning its Guid and timestamps (written back into c). A taken name
+	// is ErrExists.
+	CreateConnector(c *connector.SendConnector, acl permissions.ACL) error
 	// UpdateConnector replaces the connector with c's Guid, renaming it if
 	// the name changed; WhenChanged is set (written back into c).
 	UpdateConnector(c *connector.SendConnector) error
 	// DeleteConnector removes a connector and everything stored with it.
 	DeleteConnector(guid string) error
+
+	// ACL returns the access list of the connector with this Guid.
+	ACL(guid string) (permissions.ACL, error)
+	// PutACL replaces the access list of the connector with this Guid.
+	PutACL(guid string, acl permissions.ACL) error
+
+	// AcceptedDomains returns every accepted domain ordered by name.
+	AcceptedDomains() ([]connector.AcceptedDomain, error)
+	// AcceptedDomain resolves an identity: a Guid, a name or a domain name
+	// (all case-insensitive).
+	AcceptedDomain(identity string) (connector.AcceptedDomain, error)
+	// CreateAcceptedDomain stores a new accepted domain, assigning its Guid
+	// and timestamps. A taken name or domain name is ErrExists. The first
+	// accepted domain becomes the default; a new default takes the flag
+	// from the old one.
+	CreateAcceptedDomain(d *connector.AcceptedDomain) error
+	// DeleteAcceptedDomain removes the accepted domain with this Guid.
+	DeleteAcceptedDomain(guid string) error
 }
 
 // NotFoundError says which object was not found.
