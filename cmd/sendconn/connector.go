@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sendconn/sendconn/pkg/connector"
+	"github.com/sendconn/sendconn/pkg/permissions"
 	"github.com/sendconn/sendconn/pkg/store"
 )
 
@@ -86,7 +86,9 @@ func newNewCmd(app *App) *cobra.Command {
 		Short: "Create a Send connector",
 		Long: `Create a Send connector, as New-SendConnector does. Name and address spaces are
 required; everything else has Exchange's default. Routing is by MX records
-unless smart hosts are given. The new connector is printed.`,
+unless smart hosts are given. The new connector gets the default header
+firewall permissions, whatever its usage type (see 'sendconn permission').
+The new connector is printed.`,
 		Example: `  # Seed scenario: every domain through one smart host
   sendconn new --name "Smart host to Internet" --address-spaces '*' --smart-hosts 192.168.3.2
 
@@ -178,7 +180,7 @@ func runNew(ctx context.Context, app *App, fs *pflag.FlagSet, o *newOptions) err
 	}
 	err = s.Update(ctx, func(tx store.Tx) error {
 		created := c.Clone()
-		if err := tx.CreateConnector(&created); err != nil {
+		if err := tx.CreateConnector(&created, permissions.DefaultACL(app.cfg.OrganizationDomain)); err != nil {
 			return err
 		}
 		c = created
@@ -440,41 +442,13 @@ func runGet(ctx context.Context, app *App, o *getOptions, args []string) error {
 	var found []connector.SendConnector
 	var missing []string
 	err = app.store().View(ctx, func(tx store.Tx) error {
-		all, err := tx.Connectors()
-		if err != nil {
+		var err error
+		if len(ids) == 0 && len(args) == 0 && o.identity == "" {
+			found, err = tx.Connectors()
 			return err
 		}
-		if len(ids) == 0 && len(args) == 0 && o.identity == "" {
-			found = all
-			return nil
-		}
-		seen := map[string]bool{}
-		add := func(c connector.SendConnector) {
-			if !seen[c.Guid] {
-				seen[c.Guid] = true
-				found = append(found, c)
-			}
-		}
-		for _, id := range ids {
-			if isWildcard(id) {
-				for _, c := range all {
-					if wildcardMatch(id, c.Name) {
-						add(c)
-					}
-				}
-				continue
-			}
-			c, err := tx.Connector(id)
-			if errors.Is(err, store.ErrNotFound) {
-				missing = append(missing, id)
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			add(c)
-		}
-		return nil
+		found, missing, err = findConnectors(tx, ids)
+		return err
 	})
 	if err != nil {
 		return err
@@ -530,9 +504,7 @@ Remove-SendConnector does. On a terminal it asks first; otherwise it needs
 	}
 	fs := cmd.Flags()
 	addIdentityFlag(fs, &o.identity)
-	fs.BoolVar(&o.confirm, "confirm", true, "ask before removing; --confirm=false removes without asking")
-	annotate(fs.Lookup("confirm"), psNameAnnotation, "Confirm")
-	fs.BoolVarP(&o.yes, "yes", "y", false, "remove without asking (same as --confirm=false)")
+	addConfirmFlags(fs, &o.confirm, &o.yes)
 	addWhatIfFlag(fs, &o.whatIf)
 	addOutputFlags(fs, &o.out)
 	return cmd
@@ -549,50 +521,16 @@ func runRemove(ctx context.Context, app *App, fs *pflag.FlagSet, o *removeOption
 	if err != nil || len(ids) == 0 {
 		return err
 	}
-	s := app.store()
-	var targets []connector.SendConnector
-	resolve := func(tx store.Tx) error {
-		targets = nil
-		seen := map[string]bool{}
-		for _, id := range ids {
-			c, err := tx.Connector(id)
-			if err != nil {
-				return err
-			}
-			if !seen[c.Guid] {
-				seen[c.Guid] = true
-				targets = append(targets, c)
-			}
-		}
-		return nil
-	}
-	if err := s.View(ctx, resolve); err != nil {
-		return err
-	}
-	if o.whatIf {
-		for _, c := range targets {
-			fmt.Fprintf(app.IO.Out, "What if: Removing Send connector %q.\n", c.Name)
-		}
-		return nil
-	}
-	if o.confirm && !o.yes {
-		ok, err := confirmRemoval(app, targets, stdinUsed)
-		if err != nil || !ok {
-			return err
-		}
-	}
-	err = s.Update(ctx, func(tx store.Tx) error {
-		if err := resolve(tx); err != nil {
-			return err
-		}
-		for _, c := range targets {
-			if err := tx.DeleteConnector(c.Guid); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	targets, err := removal[connector.SendConnector]{
+		what:    "Send connector",
+		find:    store.Tx.Connector,
+		guid:    func(c connector.SendConnector) string { return c.Guid },
+		name:    func(c connector.SendConnector) string { return c.Name },
+		delete:  store.Tx.DeleteConnector,
+		confirm: o.confirm && !o.yes,
+		whatIf:  o.whatIf,
+	}.run(ctx, app, ids, stdinUsed)
+	if err != nil || targets == nil {
 		return err
 	}
 	if fs.Changed("output") {
@@ -601,23 +539,3 @@ func runRemove(ctx context.Context, app *App, fs *pflag.FlagSet, o *removeOption
 	return nil
 }
 
-// confirmRemoval asks on a terminal; without one there is nobody to ask, so
-// the admin must have said --confirm=false.
-func confirmRemoval(app *App, targets []connector.SendConnector, stdinUsed bool) (bool, error) {
-	if !app.IO.StdinTTY || stdinUsed {
-		return false, &usageError{msg: "refusing to remove without confirmation (no terminal to ask on)",
-			hint: "add --confirm=false or -y to remove without asking"}
-	}
-	names := make([]string, len(targets))
-	for i, c := range targets {
-		names[i] = fmt.Sprintf("%q", c.Name)
-	}
-	fmt.Fprintf(app.IO.ErrOut, "Remove Send connector %s? [y/N] ", strings.Join(names, ", "))
-	answer, _ := bufio.NewReader(app.IO.In).ReadString('\n')
-	switch strings.ToLower(strings.TrimSpace(answer)) {
-	case "y", "yes":
-		return true, nil
-	}
-	fmt.Fprintln(app.IO.ErrOut, "Nothing removed.")
-	return false, nil
-}

@@ -21,6 +21,10 @@ import (
 type column struct {
 	Name string
 	Get  func(obj any) any
+	// Alias columns are another name for a property, such as the
+	// "Inherited" heading Exchange's default permission view gives
+	// IsInherited: selectable by name, never part of "every property".
+	Alias bool
 }
 
 // objectKind is the one description every printer works from: a new
@@ -38,6 +42,17 @@ func (k *objectKind) columnNames() []string {
 		names[i] = c.Name
 	}
 	return names
+}
+
+// allColumns is every property once, aliases left out.
+func (k *objectKind) allColumns() []column {
+	out := make([]column, 0, len(k.Columns))
+	for _, c := range k.Columns {
+		if !c.Alias {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // outputFormats are the values of -o.
@@ -68,7 +83,7 @@ func (o *outputOptions) selectColumns(kind *objectKind) ([]column, error) {
 		if o.Format == "table" {
 			names = kind.DefaultView
 		} else {
-			return kind.Columns, nil
+			return kind.allColumns(), nil
 		}
 	}
 	var out []column
@@ -79,7 +94,7 @@ func (o *outputOptions) selectColumns(kind *objectKind) ([]column, error) {
 			case "":
 				continue
 			case "*":
-				out = append(out, kind.Columns...)
+				out = append(out, kind.allColumns()...)
 				continue
 			}
 			found := false

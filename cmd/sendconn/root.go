@@ -55,7 +55,9 @@ straight to the recipient's MX), with which TLS and authentication, and
 which internal headers may leave.
 
 The commands mirror Exchange's cmdlets and answer to their names too:
-  new, set, get, remove    New-, Set-, Get-, Remove-SendConnector
+  new, set, get, remove              New-, Set-, Get-, Remove-SendConnector
+  permission add, remove, get        Add-, Remove-, Get-ADPermission
+  accepted-domain new, get, remove   New-, Get-, Remove-AcceptedDomain
 Parameters may be written as flags (--dns-routing-enabled=false) or as in
 the Exchange Management Shell (-DNSRoutingEnabled '$false').`,
 		SilenceErrors: true,
@@ -82,6 +84,7 @@ the Exchange Management Shell (-DNSRoutingEnabled '$false').`,
 
 	root.AddCommand(
 		newNewCmd(app), newSetCmd(app), newGetCmd(app), newRemoveCmd(app),
+		newPermissionCmd(app), newAcceptedDomainCmd(app),
 		newVersionCmd(app), newGenDocsCmd(app),
 	)
 	root.InitDefaultCompletionCmd()
@@ -124,7 +127,11 @@ func (app *App) loadConfig(cmd *cobra.Command) error {
 // store opens the configured store (it is opened per transaction, never
 // held).
 func (app *App) store() *store.Bolt {
-	return store.OpenBolt(app.cfg.Store, store.Options{LockTimeout: app.cfg.StoreTimeout, Now: app.Now})
+	return store.OpenBolt(app.cfg.Store, store.Options{
+		LockTimeout:        app.cfg.StoreTimeout,
+		Now:                app.Now,
+		OrganizationDomain: app.cfg.OrganizationDomain,
+	})
 }
 
 // defaults are what a new connector takes from this server.
