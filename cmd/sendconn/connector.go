@@ -538,4 +538,3 @@ func runRemove(ctx context.Context, app *App, fs *pflag.FlagSet, o *removeOption
 	}
 	return nil
 }
-
