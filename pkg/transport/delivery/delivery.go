@@ -1,0 +1,645 @@
+// Package delivery carries one message to one Send connector's next hop:
+// it picks and fails over between smart hosts (or the MX hosts of the
+// recipient domain), applies the connector's TLS and authentication rules,
+// decides which principal the remote end is, passes the headers through the
+// header firewall for that principal, and reports a result per recipient.
+//
+// It holds no state about the queue: the caller decides what a result
+// means for retries. It does keep a small pool of open connections per
+// connector so that up to SmtpMaxMessagesPerConnection messages share one
+// SMTP session, as a Send connector does.
+package delivery
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-sasl"
+
+	"github.com/sendconn/sendconn/pkg/connector"
+	"github.com/sendconn/sendconn/pkg/permissions"
+	"github.com/sendconn/sendconn/pkg/transport/smtpclient"
+)
+
+// Status is the outcome for one recipient.
+type Status int
+
+const (
+	Delivered Status = iota
+	Transient        // try again later
+	Permanent        // will never work: a 5xx, or a rule that cannot be met
+)
+
+func (s Status) String() string {
+	return [...]string{"Delivered", "Transient", "Permanent"}[s]
+}
+
+// Result is what happened to one recipient.
+type Result struct {
+	Recipient string
+	Status    Status
+	Reply     string // the remote end's reply, or ours in the same form ("451 4.4.0 …")
+	Host      string // the host that gave the answer, when there was one
+}
+
+// Message is what Deliver sends.
+type Message struct {
+	ID         string
+	From       string
+	Recipients []string
+	Size       int64
+	// Open returns the stored message (header and body); Deliver closes it.
+	Open func() (io.ReadCloser, error)
+}
+
+// Hop is the connector a group of recipients was routed to, with the
+// access list that decides the header firewall.
+type Hop struct {
+	Connector connector.SendConnector
+	ACL       permissions.ACL
+	// Domain is the recipient domain, for DNS connectors and
+	// DomainValidation without TlsDomain.
+	Domain string
+}
+
+// Resolver finds addresses; the DNS issue replaces the default with one
+// that asks the configured servers.
+type Resolver interface {
+	LookupHost(ctx context.Context, host string) ([]netip.Addr, error)
+	LookupMX(ctx context.Context, domain string) ([]string, error) // host names by preference
+}
+
+// Config is the delivery side's part of the configuration.
+type Config struct {
+	ServerFQDN   string         // EHLO name when a connector has no Fqdn
+	RootCAs      *x509.CertPool // nil: system roots
+	Certificates []tls.Certificate
+	Resolver     Resolver
+	Logger       *slog.Logger
+	// DialTimeout bounds a TCP connect; 0 means 30 s.
+	DialTimeout time.Duration
+	// Dial replaces net.Dialer for tests; nil uses a Dialer with the
+	// connector's SourceIPAddress.
+	Dial func(ctx context.Context, local netip.Addr, addr string) (net.Conn, error)
+}
+
+// Deliverer sends messages. It is safe for concurrent use.
+type Deliverer struct {
+	cfg    Config
+	mu     sync.Mutex
+	idle   map[string][]*session // by pool key
+	spread atomic.Uint32         // rotates the first smart host tried
+}
+
+// New returns a Deliverer.
+func New(cfg Config) *Deliverer {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Resolver == nil {
+		cfg.Resolver = netResolver{}
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 30 * time.Second
+	}
+	return &Deliverer{cfg: cfg, idle: map[string][]*session{}}
+}
+
+// session is an open, greeted, secured and authenticated connection that
+// can carry another message.
+type session struct {
+	c         *smtpclient.Client
+	host      string
+	principal permissions.Principal
+	messages  int
+	idleSince time.Time
+}
+
+// hostError is a failure of one next-hop host: the next one is tried.
+type hostError struct {
+	reply string
+	perm  bool // the failure would repeat on every host (e.g. 5xx to MAIL FROM)
+}
+
+func (e *hostError) Error() string { return e.reply }
+
+// Deliver sends msg to hop's next hop and reports per recipient.
+func (d *Deliverer) Deliver(ctx context.Context, hop Hop, msg Message) []Result {
+	c := &hop.Connector
+	if c.MaxMessageSize >= 0 && msg.Size > int64(c.MaxMessageSize) {
+		return all(msg.Recipients, Permanent, "550 5.3.4 ROUTING.SizeLimit; message too large for this connector", "")
+	}
+	hosts, err := d.nextHops(ctx, hop)
+	if err != nil {
+		var he *hostError
+		if errors.As(err, &he) && he.perm {
+			return all(msg.Recipients, Permanent, he.reply, "")
+		}
+		return all(msg.Recipients, Transient, err.Error(), "")
+	}
+	var last error
+	for _, h := range hosts {
+		results, err := d.deliverVia(ctx, hop, h, msg)
+		if err == nil {
+			return results
+		}
+		last = err
+		var he *hostError
+		if errors.As(err, &he) && he.perm {
+			return all(msg.Recipients, Permanent, he.reply, h.name)
+		}
+		d.cfg.Logger.Info("next hop failed, trying the next", "connector", c.Name, "host", h.name, "addr", h.addr, "err", err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	reply := "451 4.4.0 no next hop could be reached"
+	if last != nil {
+		reply = asReply(last)
+	}
+	return all(msg.Recipients, Transient, reply, "")
+}
+
+// Close closes the idle connections.
+func (d *Deliverer) Close() {
+	d.mu.Lock()
+	idle := d.idle
+	d.idle = map[string][]*session{}
+	d.mu.Unlock()
+	for _, ss := range idle {
+		for _, s := range ss {
+			_ = s.c.Quit()
+		}
+	}
+}
+
+type nextHop struct {
+	name   string // as configured or found in DNS
+	addr   string // host:port
+	tlsFor string // the name a certificate must be valid for
+}
+
+// nextHops lists the addresses to try in order: smart hosts spread by
+// rotating the first one, each name's addresses in the order DNS gave
+// them; for DNS connectors the MX hosts by preference.
+func (d *Deliverer) nextHops(ctx context.Context, hop Hop) ([]nextHop, error) {
+	c := &hop.Connector
+	port := strconv.Itoa(c.Port)
+	var names []string
+	if c.DNSRoutingEnabled() {
+		mx, err := d.cfg.Resolver.LookupMX(ctx, hop.Domain)
+		if err != nil {
+			return nil, err
+		}
+		names = mx
+	} else {
+		start := int(d.spread.Add(1)) % len(c.SmartHosts)
+		for i := range c.SmartHosts {
+			h := c.SmartHosts[(start+i)%len(c.SmartHosts)]
+			if h.IsIP() {
+				names = append(names, h.IP.String())
+			} else {
+				names = append(names, h.Host)
+			}
+		}
+	}
+	var hops []nextHop
+	var lookupErr error
+	for _, name := range names {
+		if ip, err := netip.ParseAddr(name); err == nil {
+			hops = append(hops, nextHop{name: name, addr: net.JoinHostPort(ip.String(), port), tlsFor: name})
+			continue
+		}
+		ips, err := d.cfg.Resolver.LookupHost(ctx, name)
+		if err != nil {
+			lookupErr = err
+			d.cfg.Logger.Info("next hop did not resolve", "connector", c.Name, "host", name, "err", err)
+			continue
+		}
+		for _, ip := range ips {
+			hops = append(hops, nextHop{name: name, addr: net.JoinHostPort(ip.String(), port), tlsFor: name})
+		}
+	}
+	if len(hops) == 0 {
+		if lookupErr != nil {
+			return nil, fmt.Errorf("451 4.4.0 DNS query failed: %v", lookupErr)
+		}
+		return nil, errors.New("451 4.4.0 no next hop address")
+	}
+	return hops, nil
+}
+
+// deliverVia sends msg through one host. An error means the host failed
+// and the next may be tried; results mean the host answered for the
+// recipients.
+func (d *Deliverer) deliverVia(ctx context.Context, hop Hop, h nextHop, msg Message) ([]Result, error) {
+	key := poolKey(hop, h)
+	s := d.takeIdle(key)
+	if s == nil {
+		var err error
+		if s, err = d.connect(ctx, hop, h); err != nil {
+			return nil, err
+		}
+	}
+	results, reusable, err := d.transaction(hop, s, msg)
+	s.messages++
+	if err != nil || !reusable || s.messages >= hop.Connector.SmtpMaxMessagesPerConnection {
+		if err != nil {
+			_ = s.c.Close()
+		} else {
+			_ = s.c.Quit()
+		}
+	} else {
+		d.putIdle(key, s, hop.Connector.ConnectionInactivityTimeOut.Duration())
+	}
+	return results, err
+}
+
+func poolKey(hop Hop, h nextHop) string {
+	// The connector's whole configuration is part of the key: a changed
+	// connector must not reuse a session set up under its old rules.
+	c := hop.Connector
+	return fmt.Sprintf("%s|%s|%s|%d", c.Guid, c.WhenChanged.Format(time.RFC3339Nano), h.addr, len(hop.ACL))
+}
+
+func (d *Deliverer) takeIdle(key string) *session {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for {
+		ss := d.idle[key]
+		if len(ss) == 0 {
+			return nil
+		}
+		s := ss[len(ss)-1]
+		d.idle[key] = ss[:len(ss)-1]
+		if err := s.c.Noop(); err != nil {
+			_ = s.c.Close()
+			continue
+		}
+		return s
+	}
+}
+
+func (d *Deliverer) putIdle(key string, s *session, timeout time.Duration) {
+	s.idleSince = time.Now()
+	d.mu.Lock()
+	d.idle[key] = append(d.idle[key], s)
+	d.mu.Unlock()
+	// Close it after the connector's inactivity timeout unless a message
+	// took it first.
+	time.AfterFunc(timeout, func() {
+		d.mu.Lock()
+		ss := d.idle[key]
+		for i, x := range ss {
+			if x == s {
+				d.idle[key] = append(ss[:i:i], ss[i+1:]...)
+				d.mu.Unlock()
+				_ = s.c.Quit()
+				return
+			}
+		}
+		d.mu.Unlock()
+	})
+}
+
+// connect opens, greets, secures and authenticates a session to h under
+// the connector's rules. Any failure is a hostError: the next host may do
+// better.
+func (d *Deliverer) connect(ctx context.Context, hop Hop, h nextHop) (*session, error) {
+	c := &hop.Connector
+	timeout := c.ConnectionInactivityTimeOut.Duration()
+	conn, err := d.dial(ctx, c.SourceIPAddress, h.addr)
+	if err != nil {
+		return nil, &hostError{reply: fmt.Sprintf("441 4.4.1 connection to %s failed: %v", h.addr, err)}
+	}
+	client, err := smtpclient.NewClient(conn, timeout)
+	if err != nil {
+		_ = conn.Close()
+		return nil, &hostError{reply: asReply(err)}
+	}
+	fail := func(reply string) (*session, error) {
+		_ = client.Quit()
+		return nil, &hostError{reply: reply}
+	}
+	ehloName := c.Fqdn
+	if ehloName == "" {
+		ehloName = d.cfg.ServerFQDN
+	}
+	if err := client.Hello(ehloName, c.ForceHELO); err != nil {
+		return fail(asReply(err))
+	}
+	offered, _ := client.Extension("STARTTLS")
+	switch {
+	case !c.IgnoreSTARTTLS && offered:
+		cfg, verifiedName := d.tlsConfig(hop, h)
+		if err := client.StartTLS(cfg, ehloName, c.ForceHELO); err != nil {
+			if isCertError(err) {
+				return fail(fmt.Sprintf("454 4.7.5 Certificate validation failure: %v", err))
+			}
+			return fail(fmt.Sprintf("454 4.7.0 STARTTLS failed: %v", err))
+		}
+		if c.SmartHostAuthMechanism == connector.AuthBasicRequireTLS && !verifiedName {
+			// The chain was checked above only when the connector's
+			// TlsAuthLevel asked; credentials need the name as well.
+			if err := verifyChain(client.TLS(), d.cfg.RootCAs, h.tlsFor); err != nil {
+				return fail(fmt.Sprintf("454 4.7.5 Certificate validation failure: %v", err))
+			}
+		}
+	case c.RequireTLS:
+		return fail("451 5.7.3 STARTTLS is required to send mail")
+	}
+	principal := permissions.AnonymousLogon
+	switch c.SmartHostAuthMechanism {
+	case connector.AuthBasic, connector.AuthBasicRequireTLS:
+		if c.SmartHostAuthMechanism == connector.AuthBasicRequireTLS && client.TLS() == nil {
+			return fail("451 4.7.0 BasicAuthRequireTLS: the smart host offers no TLS, credentials not sent")
+		}
+		if err := authenticate(client, c.AuthenticationCredential); err != nil {
+			return fail(asReply(err))
+		}
+	case connector.AuthExternalAuthoritative:
+		principal = permissions.ExternallySecuredServers
+	}
+	return &session{c: client, host: h.name, principal: principal}, nil
+}
+
+func (d *Deliverer) dial(ctx context.Context, local netip.Addr, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.DialTimeout)
+	defer cancel()
+	if d.cfg.Dial != nil {
+		return d.cfg.Dial(ctx, local, addr)
+	}
+	dialer := net.Dialer{}
+	if local.IsValid() && !local.IsUnspecified() {
+		dialer.LocalAddr = &net.TCPAddr{IP: local.AsSlice()}
+	}
+	return dialer.DialContext(ctx, "tcp", addr)
+}
+
+// tlsConfig builds the STARTTLS configuration for the connector's
+// TlsAuthLevel, and reports whether it already verifies the certificate
+// for h's name.
+func (d *Deliverer) tlsConfig(hop Hop, h nextHop) (*tls.Config, bool) {
+	c := &hop.Connector
+	roots := d.cfg.RootCAs
+	cfg := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: true, // verification is ours, below, per TlsAuthLevel
+		Certificates:       d.clientCertificates(c),
+	}
+	if ip, err := netip.ParseAddr(h.tlsFor); err != nil || !ip.IsValid() {
+		cfg.ServerName = h.tlsFor // SNI for names only
+	}
+	switch c.TlsAuthLevel {
+	case connector.TLSCertificateValidation:
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error { return verifyChain(&cs, roots, "") }
+	case connector.TLSDomainValidation:
+		domain := c.TlsDomain
+		if domain == "" {
+			domain = hop.Domain
+		}
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error { return verifyChain(&cs, roots, domain) }
+	default:
+		if c.SmartHostAuthMechanism == connector.AuthBasicRequireTLS {
+			cfg.VerifyConnection = func(cs tls.ConnectionState) error { return verifyChain(&cs, roots, h.tlsFor) }
+			return cfg, true
+		}
+	}
+	return cfg, false
+}
+
+// clientCertificates offers the certificate TlsCertificateName names (the
+// one expiring last among matches), or else one whose subject matches the
+// connector's Fqdn, or none.
+func (d *Deliverer) clientCertificates(c *connector.SendConnector) []tls.Certificate {
+	var best *tls.Certificate
+	for i := range d.cfg.Certificates {
+		cert := &d.cfg.Certificates[i]
+		leaf := cert.Leaf
+		if leaf == nil {
+			continue
+		}
+		match := false
+		if !c.TlsCertificateName.IsZero() {
+			match = (c.TlsCertificateName.Issuer == "" || strings.EqualFold(leaf.Issuer.String(), c.TlsCertificateName.Issuer)) &&
+				(strings.EqualFold(leaf.Subject.String(), c.TlsCertificateName.Subject) ||
+					strings.EqualFold(leaf.Subject.CommonName, c.TlsCertificateName.SubjectCN()))
+		} else if c.Fqdn != "" {
+			match = leaf.VerifyHostname(c.Fqdn) == nil
+		}
+		if match && (best == nil || leaf.NotAfter.After(best.Leaf.NotAfter)) {
+			best = cert
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	return []tls.Certificate{*best}
+}
+
+// verifyChain checks the peer's chain against roots and, when name is
+// given, that the certificate is valid for it (wildcards as x509 allows).
+func verifyChain(cs *tls.ConnectionState, roots *x509.CertPool, name string) error {
+	if cs == nil || len(cs.PeerCertificates) == 0 {
+		return errors.New("no certificate presented")
+	}
+	opts := x509.VerifyOptions{Roots: roots, Intermediates: x509.NewCertPool(), DNSName: name}
+	for _, c := range cs.PeerCertificates[1:] {
+		opts.Intermediates.AddCert(c)
+	}
+	_, err := cs.PeerCertificates[0].Verify(opts)
+	return err
+}
+
+func isCertError(err error) bool {
+	var (
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+		verify   *tls.CertificateVerificationError
+	)
+	return errors.As(err, &unknown) || errors.As(err, &hostname) || errors.As(err, &invalid) || errors.As(err, &verify) ||
+		strings.Contains(err.Error(), "certificate")
+}
+
+// authenticate uses PLAIN when offered, else LOGIN.
+func authenticate(client *smtpclient.Client, cred *connector.Credential) error {
+	if cred == nil {
+		return errors.New("530 5.7.0 the connector has no credential")
+	}
+	ok, mechs := client.Extension("AUTH")
+	if !ok {
+		return errors.New("530 5.7.0 the smart host offers no AUTH")
+	}
+	offered := strings.Fields(strings.ToUpper(mechs))
+	has := func(m string) bool {
+		for _, o := range offered {
+			if o == m {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case has(sasl.Plain):
+		return client.Auth(sasl.NewPlainClient("", cred.UserName, cred.Password.Reveal()))
+	case has(sasl.Login):
+		return client.Auth(sasl.NewLoginClient(cred.UserName, cred.Password.Reveal()))
+	}
+	return fmt.Errorf("504 5.7.4 the smart host offers neither PLAIN nor LOGIN (offers %s)", mechs)
+}
+
+// transaction sends one message over an open session. reusable says the
+// session may carry another message.
+func (d *Deliverer) transaction(hop Hop, s *session, msg Message) (results []Result, reusable bool, err error) {
+	c := &hop.Connector
+	client := s.c
+	if max := client.MaxSize(); max > 0 && msg.Size > max {
+		return all(msg.Recipients, Permanent, fmt.Sprintf("550 5.3.4 SMTPSEND.OverAdvertisedSize; message size %d exceeds the %d bytes %s accepts", msg.Size, max, s.host), s.host), true, nil
+	}
+	if err := client.Mail(msg.From, msg.Size); err != nil {
+		var r *smtpclient.Reply
+		if errors.As(err, &r) && r.Permanent() {
+			_ = client.Reset()
+			return nil, false, &hostError{reply: r.Error(), perm: true}
+		}
+		return nil, false, &hostError{reply: asReply(err)}
+	}
+	var accepted []string
+	for _, rcpt := range msg.Recipients {
+		err := client.Rcpt(rcpt)
+		var r *smtpclient.Reply
+		switch {
+		case err == nil:
+			accepted = append(accepted, rcpt)
+		case errors.As(err, &r):
+			status := Transient
+			if r.Permanent() {
+				status = Permanent
+			}
+			results = append(results, Result{Recipient: rcpt, Status: status, Reply: r.Error(), Host: s.host})
+		default:
+			return nil, false, &hostError{reply: asReply(err)}
+		}
+	}
+	if len(accepted) == 0 {
+		return results, client.Reset() == nil, nil
+	}
+	body, err := msg.Open()
+	if err != nil {
+		_ = client.Reset()
+		return nil, false, fmt.Errorf("451 4.3.0 open queued message: %v", err)
+	}
+	defer body.Close()
+	wire, err := firewalled(body, permissions.SendPolicy(hop.ACL.Effective(s.principal), c.CloudServicesMailEnabled))
+	if err != nil {
+		_ = client.Reset()
+		return nil, false, fmt.Errorf("451 4.3.0 read queued message: %v", err)
+	}
+	reply, err := client.Data(wire)
+	if err != nil {
+		var r *smtpclient.Reply
+		if errors.As(err, &r) {
+			status := Transient
+			if r.Permanent() {
+				status = Permanent
+			}
+			return append(results, all(accepted, status, r.Error(), s.host)...), true, nil
+		}
+		// The connection broke during DATA: whether the remote end took
+		// the message is unknown; retrying risks a duplicate, never a loss.
+		return nil, false, &hostError{reply: asReply(err)}
+	}
+	return append(results, all(accepted, Delivered, reply.Error(), s.host)...), true, nil
+}
+
+// firewalled returns the message as it may leave: the header block filtered
+// under p, the body streamed as stored. Only the header is read into memory.
+func firewalled(r io.Reader, p permissions.Policy) (io.Reader, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var hdr []byte
+	for {
+		line, err := br.ReadSlice('\n')
+		hdr = append(hdr, line...)
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n := len(line); (n == 1 || n == 2 && line[0] == '\r') && (len(hdr) == n || hdr[len(hdr)-n-1] == '\n') {
+			break
+		}
+	}
+	return io.MultiReader(bytes.NewReader(permissions.Filter(hdr, p)), br), nil
+}
+
+func all(rcpts []string, st Status, reply, host string) []Result {
+	out := make([]Result, len(rcpts))
+	for i, r := range rcpts {
+		out[i] = Result{Recipient: r, Status: st, Reply: reply, Host: host}
+	}
+	return out
+}
+
+// asReply renders an error as an SMTP-style reply for queue state and
+// logs.
+func asReply(err error) string {
+	var r *smtpclient.Reply
+	if errors.As(err, &r) {
+		return r.Error()
+	}
+	var he *hostError
+	if errors.As(err, &he) {
+		return he.reply
+	}
+	msg := err.Error()
+	if len(msg) > 4 && msg[3] == ' ' && (msg[0] == '4' || msg[0] == '5') {
+		return msg
+	}
+	return "451 4.4.0 " + msg
+}
+
+type netResolver struct{}
+
+func (netResolver) LookupHost(ctx context.Context, host string) ([]netip.Addr, error) {
+	return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+}
+
+func (netResolver) LookupMX(ctx context.Context, domain string) ([]string, error) {
+	mxs, err := net.DefaultResolver.LookupMX(ctx, domain)
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+		// No MX: the domain's own address, as RFC 5321 §5.1 says.
+		return []string{domain}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(mxs))
+	for _, mx := range mxs {
+		host := strings.TrimSuffix(mx.Host, ".")
+		if host == "" {
+			return nil, &hostError{reply: "550 5.1.10 the domain accepts no mail (null MX)", perm: true}
+		}
+		out = append(out, host)
+	}
+	return out, nil
+}

@@ -1,0 +1,453 @@
+// Package receive is the SMTP side of sendconn serve that internal senders
+// talk to: it decides who may relay, stamps the headers the header firewall
+// works on, and hands each message to the queue, answering 250 to DATA only
+// once the queue says the message is durable.
+//
+// Relay policy: a client relays when its address is in RemoteIPRanges or
+// when it has authenticated as one of Users (AUTH is offered only over TLS
+// unless AllowInsecureAuth). Everyone else is refused at RCPT, so sendconn
+// is never an open relay.
+//
+// Headers: every accepted message gets a Received: line and the
+// X-MS-Exchange-Organization-* headers Exchange stamps (Network-Message-Id,
+// AuthSource, AuthAs, OriginalArrivalTime). Organization and Forest headers
+// a client sends are removed first, whoever the client is: no client of
+// this listener is an Exchange server of the organization, so none may
+// claim how the organization authenticated or scanned a message.
+package receive
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/sendconn/sendconn/pkg/permissions"
+)
+
+// Spool stores a message durably. It returns only when the message is on
+// disk, or an error; ErrStorage-like failures must be recognisable through
+// IsStorageError so the client gets 452 4.3.1 instead of a permanent reply.
+type Spool interface {
+	Put(from string, rcpts []string, meta map[string]string, body io.Reader) (id string, err error)
+}
+
+// User may relay after AUTH; the password is a bcrypt hash.
+type User struct {
+	Name         string
+	PasswordHash string
+}
+
+// Config is what the receiving side needs.
+type Config struct {
+	Hostname          string // EHLO name and the "by" of Received:
+	RemoteIPRanges    []netip.Prefix
+	Users             []User
+	TLS               *tls.Config // nil: no STARTTLS
+	AllowInsecureAuth bool
+	MaxMessageSize    int64
+	MaxRecipients     int
+	MaxConnections    int
+	CommandTimeout    time.Duration
+	DataTimeout       time.Duration
+	// MaxHeaderSize bounds the header block read into memory to filter it;
+	// 0 means 1 MB.
+	MaxHeaderSize int
+	// IsStorageError reports a failure of the disk under the queue.
+	IsStorageError func(error) bool
+	Logger         *slog.Logger
+	Now            func() time.Time
+}
+
+// Server receives mail. Create it with New, start it with Serve.
+type Server struct {
+	cfg  Config
+	smtp *smtp.Server
+	sem  chan struct{}
+}
+
+// New builds a server that spools into sp.
+func New(cfg Config, sp Spool) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MaxHeaderSize <= 0 {
+		cfg.MaxHeaderSize = 1 << 20
+	}
+	if cfg.IsStorageError == nil {
+		cfg.IsStorageError = func(error) bool { return false }
+	}
+	s := &Server{cfg: cfg}
+	srv := smtp.NewServer(&backend{srv: s, spool: sp})
+	srv.Domain = cfg.Hostname
+	srv.TLSConfig = cfg.TLS
+	srv.AllowInsecureAuth = cfg.AllowInsecureAuth
+	srv.MaxMessageBytes = cfg.MaxMessageSize
+	srv.MaxRecipients = cfg.MaxRecipients
+	// go-smtp's read deadline is set once per command and also bounds the
+	// whole DATA transfer, so it must be the longer of the two: a command
+	// timeout shorter than a large message's transfer would cut it off.
+	srv.ReadTimeout = max(cfg.CommandTimeout, cfg.DataTimeout)
+	srv.WriteTimeout = cfg.CommandTimeout
+	srv.ErrorLog = slogErrorLog{cfg.Logger}
+	s.smtp = srv
+	if cfg.MaxConnections > 0 {
+		s.sem = make(chan struct{}, cfg.MaxConnections)
+	}
+	return s
+}
+
+// Serve accepts connections on ln until Close.
+func (s *Server) Serve(ln net.Listener) error {
+	if s.sem != nil {
+		ln = &limitListener{Listener: ln, sem: s.sem, log: s.cfg.Logger}
+	}
+	err := s.smtp.Serve(ln)
+	if errors.Is(err, smtp.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close stops accepting and closes every connection at once.
+func (s *Server) Close() error { return s.smtp.Close() }
+
+// Shutdown stops accepting and waits for the open sessions to end, until
+// ctx is done.
+func (s *Server) Shutdown(ctx context.Context) error { return s.smtp.Shutdown(ctx) }
+
+type backend struct {
+	srv   *Server
+	spool Spool
+}
+
+func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	remote, _ := netip.ParseAddrPort(c.Conn().RemoteAddr().String())
+	ip := remote.Addr().Unmap()
+	trusted := false
+	for _, p := range b.srv.cfg.RemoteIPRanges {
+		if p.Contains(ip) {
+			trusted = true
+			break
+		}
+	}
+	return &session{b: b, conn: c, ip: ip, ipTrusted: trusted}, nil
+}
+
+type session struct {
+	b         *backend
+	conn      *smtp.Conn
+	ip        netip.Addr
+	ipTrusted bool
+	user      string // authenticated user, "" if none
+	from      string
+	rcpts     []string
+}
+
+func (s *session) cfg() *Config { return &s.b.srv.cfg }
+
+func (s *session) AuthMechanisms() []string {
+	if len(s.cfg().Users) == 0 {
+		return nil
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	check := func(user, pass string) error {
+		if !s.b.srv.checkPassword(user, pass) {
+			s.cfg().Logger.Warn("authentication failed", "remote", s.ip.String(), "user", user)
+			return smtp.ErrAuthFailed
+		}
+		s.user = user
+		return nil
+	}
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, user, pass string) error {
+			if identity != "" && identity != user {
+				return smtp.ErrAuthFailed
+			}
+			return check(user, pass)
+		}), nil
+	case sasl.Login:
+		return &loginServer{check: check}, nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+// checkPassword compares against the bcrypt hash, spending the same time
+// for unknown users so that timing does not tell which names exist.
+func (s *Server) checkPassword(user, pass string) bool {
+	hash := dummyHash
+	known := false
+	for _, u := range s.cfg.Users {
+		if u.Name == user {
+			hash, known = []byte(u.PasswordHash), true
+			break
+		}
+	}
+	ok := bcrypt.CompareHashAndPassword(hash, []byte(pass)) == nil
+	return known && ok
+}
+
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("sendconn-no-such-user"), bcrypt.DefaultCost)
+
+func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+	s.from = from
+	s.rcpts = s.rcpts[:0]
+	return nil
+}
+
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if !s.ipTrusted && s.user == "" {
+		if s.authOffered() {
+			return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
+		}
+		s.cfg().Logger.Info("relay refused", "remote", s.ip.String(), "rcpt", to)
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Unable to relay"}
+	}
+	if _, domain, ok := strings.Cut(to, "@"); !ok || domain == "" {
+		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Recipient address needs a domain"}
+	}
+	s.rcpts = append(s.rcpts, to)
+	return nil
+}
+
+// authOffered mirrors go-smtp's rule for advertising AUTH.
+func (s *session) authOffered() bool {
+	if len(s.cfg().Users) == 0 {
+		return false
+	}
+	_, isTLS := s.conn.TLSConnectionState()
+	return isTLS || s.cfg().AllowInsecureAuth
+}
+
+func (s *session) Data(r io.Reader) error {
+	cfg := s.cfg()
+	now := cfg.Now()
+	id := newMessageID()
+	br := bufio.NewReaderSize(r, 64<<10)
+	header, err := readHeader(br, cfg.MaxHeaderSize)
+	if err != nil {
+		return s.dataError(err)
+	}
+	header = permissions.Filter(header, permissions.ReceivePolicy())
+	stamp := s.stamp(id, now)
+	body := io.MultiReader(bytes.NewReader(stamp), bytes.NewReader(header), br)
+	meta := map[string]string{
+		"client-ip":          s.ip.String(),
+		"helo":               s.conn.Hostname(),
+		"network-message-id": id,
+	}
+	if s.user != "" {
+		meta["auth-user"] = s.user
+	}
+	qid, err := s.b.spool.Put(s.from, append([]string(nil), s.rcpts...), meta, body)
+	if err != nil {
+		return s.dataError(err)
+	}
+	cfg.Logger.Info("message accepted", "queue_id", qid, "network_message_id", id, "from", s.from,
+		"rcpts", len(s.rcpts), "remote", s.ip.String())
+	return nil
+}
+
+func (s *session) dataError(err error) error {
+	cfg := s.cfg()
+	var se *smtp.SMTPError
+	switch {
+	case errors.Is(err, smtp.ErrDataTooLarge):
+		return smtp.ErrDataTooLarge
+	case errors.As(err, &se):
+		return se
+	case errors.Is(err, errHeaderTooLarge):
+		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Header block too large"}
+	case cfg.IsStorageError(err):
+		cfg.Logger.Error("queue storage failed; message not accepted", "err", err, "remote", s.ip.String())
+		return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage"}
+	}
+	cfg.Logger.Error("message not accepted", "err", err, "remote", s.ip.String())
+	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure, message not accepted"}
+}
+
+func (s *session) Reset() {
+	s.from = ""
+	s.rcpts = s.rcpts[:0]
+}
+
+func (s *session) Logout() error { return nil }
+
+// stamp returns the header fields this server adds on top: Received: first,
+// as RFC 5321 requires, then the organization headers.
+func (s *session) stamp(id string, now time.Time) []byte {
+	cfg := s.cfg()
+	state, isTLS := s.conn.TLSConnectionState()
+	with := "ESMTP"
+	if isTLS {
+		with += "S"
+	}
+	if s.user != "" {
+		with += "A"
+	}
+	helo := s.conn.Hostname()
+	if helo == "" {
+		helo = "unknown"
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (sendconn) with %s", sanitize(helo), s.ip, cfg.Hostname, with)
+	if isTLS {
+		fmt.Fprintf(&b, " (version=%s cipher=%s)", tls.VersionName(state.Version), tls.CipherSuiteName(state.CipherSuite))
+	}
+	fmt.Fprintf(&b, "\r\n\tid %s; %s\r\n", id, now.Format(time.RFC1123Z))
+	authAs := "Anonymous"
+	if s.user != "" {
+		authAs = "Internal"
+	}
+	fmt.Fprintf(&b, "X-MS-Exchange-Organization-Network-Message-Id: %s\r\n", id)
+	fmt.Fprintf(&b, "X-MS-Exchange-Organization-AuthSource: %s\r\n", cfg.Hostname)
+	fmt.Fprintf(&b, "X-MS-Exchange-Organization-AuthAs: %s\r\n", authAs)
+	fmt.Fprintf(&b, "X-MS-Exchange-Organization-OriginalArrivalTime: %s\r\n", now.UTC().Format("02 Jan 2006 15:04:05.0000 (UTC)"))
+	return b.Bytes()
+}
+
+// sanitize keeps a client-chosen EHLO name from breaking the header.
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x21 || r > 0x7e || r == '(' || r == ')' {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+var errHeaderTooLarge = errors.New("header block too large")
+
+// readHeader reads the header block, up to and including the empty line
+// that ends it (or the whole message when there is none).
+func readHeader(br *bufio.Reader, limit int) ([]byte, error) {
+	var hdr []byte
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(hdr)+len(line) > limit {
+			return nil, errHeaderTooLarge
+		}
+		hdr = append(hdr, line...)
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if err == io.EOF {
+			return hdr, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(line) == 1 || (len(line) == 2 && line[0] == '\r') {
+			if lineStart(hdr, len(hdr)-len(line)) {
+				return hdr, nil
+			}
+		}
+	}
+}
+
+// lineStart reports whether i starts a line of b (a long line read in
+// pieces is not a new line).
+func lineStart(b []byte, i int) bool { return i == 0 || b[i-1] == '\n' }
+
+// newMessageID returns a random UUID, Exchange's Network-Message-Id form.
+func newMessageID() string {
+	var u [16]byte
+	_, _ = rand.Read(u[:])
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+}
+
+// loginServer is the server side of AUTH LOGIN, which go-sasl only ships as
+// a client.
+type loginServer struct {
+	check func(user, pass string) error
+	user  string
+	step  int
+}
+
+func (l *loginServer) Next(response []byte) (challenge []byte, done bool, err error) {
+	switch l.step {
+	case 0:
+		l.step++
+		if len(response) > 0 { // initial response carries the user name
+			l.user = string(response)
+			l.step++
+			return []byte("Password:"), false, nil
+		}
+		return []byte("Username:"), false, nil
+	case 1:
+		l.user = string(response)
+		l.step++
+		return []byte("Password:"), false, nil
+	case 2:
+		l.step++
+		return nil, true, l.check(l.user, string(response))
+	}
+	return nil, true, errors.New("unexpected AUTH LOGIN response")
+}
+
+// limitListener answers connections beyond the limit with 421 instead of
+// leaving them waiting in the backlog.
+type limitListener struct {
+	net.Listener
+	sem chan struct{}
+	log *slog.Logger
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.sem <- struct{}{}:
+			return &releaseConn{Conn: c, release: func() { <-l.sem }}, nil
+		default:
+			l.log.Warn("connection refused: too many connections", "remote", c.RemoteAddr().String(), "limit", cap(l.sem))
+			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = io.WriteString(c, "421 4.3.2 Too many connections, try again later\r\n")
+			_ = c.Close()
+		}
+	}
+}
+
+type releaseConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *releaseConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}
+
+type slogErrorLog struct{ log *slog.Logger }
+
+func (l slogErrorLog) Printf(format string, v ...any) {
+	l.log.Debug("smtp server", "msg", fmt.Sprintf(format, v...))
+}
+func (l slogErrorLog) Println(v ...any) { l.log.Debug("smtp server", "msg", fmt.Sprint(v...)) }

@@ -1,0 +1,358 @@
+// Package smtpclient is the SMTP client the delivery side speaks to smart
+// hosts and MX hosts with.
+//
+// It is a small client of its own, over net/textproto, rather than
+// go-smtp's: a Send connector needs its Fqdn in the EHLO before STARTTLS
+// (go-smtp always says "localhost" there), HELO only when ForceHELO is set,
+// the full list of extensions the remote end offered, and control over
+// exactly when credentials may be sent. The command set is small: EHLO or
+// HELO, STARTTLS, AUTH, MAIL, RCPT, DATA, RSET, QUIT.
+package smtpclient
+
+import (
+	"bufio"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+)
+
+// Reply is a reply from the remote end. As an error it says what the
+// remote end said.
+type Reply struct {
+	Code     int
+	Enhanced string // "5.7.1", or "" when the remote end gave none
+	Message  string // the text, lines joined with "; "
+}
+
+func (r *Reply) Error() string {
+	if r.Enhanced != "" {
+		return fmt.Sprintf("%d %s %s", r.Code, r.Enhanced, r.Message)
+	}
+	return fmt.Sprintf("%d %s", r.Code, r.Message)
+}
+
+// Temporary reports a 4xx reply.
+func (r *Reply) Temporary() bool { return r.Code >= 400 && r.Code < 500 }
+
+// Permanent reports a 5xx reply.
+func (r *Reply) Permanent() bool { return r.Code >= 500 }
+
+// Client is one SMTP connection. It is not safe for concurrent use.
+type Client struct {
+	conn     net.Conn
+	text     *textproto.Conn
+	timeout  time.Duration
+	greeting string
+	ext      map[string]string // EHLO keywords, upper case, to their parameters
+	ehlo     bool              // the last greeting was EHLO
+	tls      *tls.ConnectionState
+	// Transcript, when set, receives every line sent and received (AUTH
+	// payloads are replaced by "***"), for protocol logs and tests.
+	Transcript func(dir byte, line string)
+}
+
+// NewClient reads the greeting on conn. timeout bounds each command's round
+// trip (and the greeting).
+func NewClient(conn net.Conn, timeout time.Duration) (*Client, error) {
+	c := &Client{conn: conn, text: textproto.NewConn(conn), timeout: timeout}
+	reply, err := c.read()
+	if err != nil {
+		return nil, err
+	}
+	if reply.Code != 220 {
+		return nil, reply
+	}
+	c.greeting = reply.Message
+	return c, nil
+}
+
+// Hello greets the remote end: EHLO, falling back to HELO when EHLO is
+// refused with 5xx, or HELO only when forceHELO.
+func (c *Client) Hello(name string, forceHELO bool) error {
+	c.ext = map[string]string{}
+	if !forceHELO {
+		reply, err := c.cmd("EHLO " + name)
+		if err != nil {
+			return err
+		}
+		if reply.Code == 250 {
+			c.ehlo = true
+			for _, line := range strings.Split(reply.Message, "\n")[1:] {
+				k, v, _ := strings.Cut(strings.TrimSpace(line), " ")
+				c.ext[strings.ToUpper(k)] = v
+			}
+			return nil
+		}
+		if !reply.Permanent() {
+			return reply
+		}
+	}
+	c.ehlo = false
+	reply, err := c.cmd("HELO " + name)
+	if err != nil {
+		return err
+	}
+	if reply.Code != 250 {
+		return reply
+	}
+	return nil
+}
+
+// Extension reports whether the remote end offered an EHLO keyword, and its
+// parameters.
+func (c *Client) Extension(name string) (bool, string) {
+	v, ok := c.ext[strings.ToUpper(name)]
+	return ok, v
+}
+
+// Extensions lists the offered keywords, for logs.
+func (c *Client) Extensions() []string {
+	out := make([]string, 0, len(c.ext))
+	for k := range c.ext {
+		out = append(out, k)
+	}
+	return out
+}
+
+// MaxSize is the remote end's SIZE limit, 0 when it gave none.
+func (c *Client) MaxSize() int64 {
+	ok, v := c.Extension("SIZE")
+	if !ok {
+		return 0
+	}
+	n, _ := strconv.ParseInt(v, 10, 64)
+	return n
+}
+
+// TLS returns the connection state once STARTTLS succeeded.
+func (c *Client) TLS() *tls.ConnectionState { return c.tls }
+
+// StartTLS upgrades the connection and greets again with name, as RFC 3207
+// requires. A handshake failure (including certificate verification) is
+// returned as the tls/x509 error, not a Reply.
+func (c *Client) StartTLS(cfg *tls.Config, name string, forceHELO bool) error {
+	reply, err := c.cmd("STARTTLS")
+	if err != nil {
+		return err
+	}
+	if reply.Code != 220 {
+		return reply
+	}
+	tc := tls.Client(c.conn, cfg)
+	_ = c.conn.SetDeadline(time.Now().Add(c.timeout))
+	if err := tc.Handshake(); err != nil {
+		return fmt.Errorf("tls handshake: %w", err)
+	}
+	state := tc.ConnectionState()
+	c.conn, c.text, c.tls = tc, textproto.NewConn(tc), &state
+	return c.Hello(name, forceHELO)
+}
+
+// Auth authenticates with a SASL mechanism, sending the initial response
+// with the command as RFC 4954 allows.
+func (c *Client) Auth(mech sasl.Client) error {
+	name, ir, err := mech.Start()
+	if err != nil {
+		return fmt.Errorf("auth %s: %w", name, err)
+	}
+	line := "AUTH " + name
+	if ir != nil {
+		enc := base64.StdEncoding.EncodeToString(ir)
+		if enc == "" {
+			enc = "="
+		}
+		line += " " + enc
+	}
+	reply, err := c.cmdSecret(line, "AUTH "+name+" ***")
+	for err == nil && reply.Code == 334 {
+		challenge, derr := base64.StdEncoding.DecodeString(reply.Message)
+		if derr != nil {
+			_, _ = c.cmd("*")
+			return fmt.Errorf("auth %s: bad challenge from server", name)
+		}
+		resp, merr := mech.Next(challenge)
+		if merr != nil {
+			_, _ = c.cmd("*")
+			return fmt.Errorf("auth %s: %w", name, merr)
+		}
+		reply, err = c.cmdSecret(base64.StdEncoding.EncodeToString(resp), "***")
+	}
+	if err != nil {
+		return err
+	}
+	if reply.Code != 235 {
+		return reply
+	}
+	return nil
+}
+
+// Mail starts a transaction. size > 0 is declared when the remote end
+// offers SIZE; 8BITMIME is declared when offered, because a message may
+// carry 8-bit text and saying so is what the remote end asked for.
+func (c *Client) Mail(from string, size int64) error {
+	line := "MAIL FROM:<" + from + ">"
+	if ok, _ := c.Extension("SIZE"); ok && size > 0 {
+		line += " SIZE=" + strconv.FormatInt(size, 10)
+	}
+	if ok, _ := c.Extension("8BITMIME"); ok {
+		line += " BODY=8BITMIME"
+	}
+	if ok, _ := c.Extension("SMTPUTF8"); ok && !isASCII(from) {
+		line += " SMTPUTF8"
+	}
+	return c.expect(line, 250)
+}
+
+// Rcpt adds a recipient; a refusal comes back as a *Reply.
+func (c *Client) Rcpt(to string) error {
+	reply, err := c.cmd("RCPT TO:<" + to + ">")
+	if err != nil {
+		return err
+	}
+	if reply.Code != 250 && reply.Code != 251 {
+		return reply
+	}
+	return nil
+}
+
+// Data sends the message from r, dot-stuffed, and returns the remote end's
+// final reply (which is an error unless 250). r's line endings are sent as
+// CRLF.
+func (c *Client) Data(r io.Reader) (*Reply, error) {
+	if err := c.expect("DATA", 354); err != nil {
+		return nil, err
+	}
+	// No deadline while the body streams: a large message over a slow
+	// link may take long; the inactivity timeout below covers a stall.
+	w := c.text.DotWriter()
+	if _, err := io.Copy(&deadlineWriter{w: w, conn: c.conn, timeout: c.timeout}, bufio.NewReaderSize(r, 64<<10)); err != nil {
+		return nil, fmt.Errorf("send message data: %w", err)
+	}
+	_ = c.conn.SetDeadline(time.Now().Add(c.timeout))
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("send message data: %w", err)
+	}
+	reply, err := c.read()
+	if err != nil {
+		return nil, err
+	}
+	if reply.Code != 250 {
+		return reply, reply
+	}
+	return reply, nil
+}
+
+// Reset aborts the transaction, so the connection can carry another.
+func (c *Client) Reset() error { return c.expect("RSET", 250) }
+
+// Noop checks the connection is alive before it is reused.
+func (c *Client) Noop() error { return c.expect("NOOP", 250) }
+
+// Quit ends the session politely and closes the connection.
+func (c *Client) Quit() error {
+	_, err := c.cmd("QUIT")
+	cerr := c.conn.Close()
+	if err != nil {
+		return err
+	}
+	return cerr
+}
+
+// Close closes the connection without QUIT.
+func (c *Client) Close() error { return c.conn.Close() }
+
+func (c *Client) expect(line string, code int) error {
+	reply, err := c.cmd(line)
+	if err != nil {
+		return err
+	}
+	if reply.Code != code {
+		return reply
+	}
+	return nil
+}
+
+func (c *Client) cmd(line string) (*Reply, error) { return c.cmdSecret(line, line) }
+
+// cmdSecret sends line but shows logged in the transcript.
+func (c *Client) cmdSecret(line, logged string) (*Reply, error) {
+	_ = c.conn.SetDeadline(time.Now().Add(c.timeout))
+	if c.Transcript != nil {
+		c.Transcript('>', logged)
+	}
+	if err := c.text.PrintfLine("%s", line); err != nil {
+		return nil, fmt.Errorf("send %s: %w", firstWord(logged), err)
+	}
+	return c.read()
+}
+
+func (c *Client) read() (*Reply, error) {
+	_ = c.conn.SetDeadline(time.Now().Add(c.timeout))
+	code, msg, err := c.text.ReadResponse(0)
+	if err != nil {
+		var perr *textproto.Error
+		if !errors.As(err, &perr) {
+			return nil, fmt.Errorf("read reply: %w", err)
+		}
+	}
+	if c.Transcript != nil {
+		for _, l := range strings.Split(msg, "\n") {
+			c.Transcript('<', strconv.Itoa(code)+" "+l)
+		}
+	}
+	r := &Reply{Code: code, Message: msg}
+	// The enhanced code (RFC 3463) leads the text of a 2xx/4xx/5xx reply.
+	if first, rest, ok := strings.Cut(msg, " "); ok && isEnhanced(first, code) {
+		r.Enhanced, r.Message = first, rest
+	}
+	return r, nil
+}
+
+func isEnhanced(s string, code int) bool {
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 || len(parts[0]) != 1 || parts[0][0] != byte('0'+code/100) {
+		return false
+	}
+	for _, p := range parts {
+		if _, err := strconv.Atoi(p); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func firstWord(s string) string {
+	w, _, _ := strings.Cut(s, " ")
+	return w
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// deadlineWriter pushes the deadline forward with every write, so a
+// transfer may take as long as it needs while a stall still times out.
+type deadlineWriter struct {
+	w       io.Writer
+	conn    net.Conn
+	timeout time.Duration
+}
+
+func (d *deadlineWriter) Write(p []byte) (int, error) {
+	_ = d.conn.SetDeadline(time.Now().Add(d.timeout))
+	return d.w.Write(p)
+}
