@@ -1,0 +1,694 @@
+package queue
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+var (
+	// ErrStorage wraps every failure of the disk under the queue (a write,
+	// a sync, a full disk). The receiving side answers 452 4.3.1 to it.
+	ErrStorage = errors.New("queue storage error")
+	// ErrLocked means another Queue, in this process or another, holds the
+	// directory.
+	ErrLocked = errors.New("queue directory is locked")
+	// ErrNotFound means no stored message has the id.
+	ErrNotFound = errors.New("message not found")
+	// ErrClosed is returned by operations on a closed Queue.
+	ErrClosed = errors.New("queue is closed")
+)
+
+// IsStorageError reports whether err is a failure of the disk under the
+// queue; it fits the receiving side's IsStorageError setting.
+func IsStorageError(err error) bool { return errors.Is(err, ErrStorage) }
+
+// Options tune a Queue. The zero value is ready to use.
+type Options struct {
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// MaxBatchDelay is how long the committer waits for more operations
+	// to join a directory fsync once one is waiting. Zero syncs as soon
+	// as the previous sync finishes, which already groups everything that
+	// arrived meanwhile; a small delay trades latency for fewer syncs on
+	// disks where a sync is very slow.
+	MaxBatchDelay time.Duration
+}
+
+// Queue is an open queue directory. Its methods are safe for concurrent use.
+type Queue struct {
+	dir   string
+	opts  Options
+	hooks hooks
+
+	lock    *os.File // holds the flock
+	dirFile *os.File // the directory, for fsync
+
+	// syncReqs carries waiters to the committer goroutine.
+	syncReqs   chan chan error
+	commitDone chan struct{}
+	syncs      atomic.Int64 // directory fsyncs done, for tests
+	batched    atomic.Int64 // waiters the committer has taken, for tests
+
+	bodyWriters sync.Pool // of *bufio.Writer, 64 KB each
+
+	mu          sync.Mutex
+	closed      bool
+	inflight    sync.WaitGroup // operations that may still send to syncReqs
+	index       map[string]*entry
+	lastNanos   int64 // last id time, so ids only grow
+	quarantined []error
+}
+
+// entry is one stored message. mu serializes Update and Remove of that
+// message; msg is read and replaced under Queue.mu.
+type entry struct {
+	mu      sync.Mutex
+	removed bool // guarded by mu
+	msg     *Message
+}
+
+// Open opens the queue in dir, creating it (0700) if needed. It takes an
+// exclusive lock on dir/lock and fails with an error wrapping ErrLocked if
+// another Queue holds it. It deletes what interrupted operations left
+// behind and loads every stored message.
+func Open(dir string, opts Options) (*Queue, error) {
+	return open(dir, opts, defaultHooks())
+}
+
+func open(dir string, opts Options, h hooks) (*Queue, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if err := makeDir(dir); err != nil {
+		return nil, fmt.Errorf("create queue directory %s: %w: %w", dir, ErrStorage, err)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		_ = unlockDir(lock)
+		return nil, fmt.Errorf("open queue directory: %w: %w", ErrStorage, err)
+	}
+	q := &Queue{
+		dir:        dir,
+		opts:       opts,
+		hooks:      h,
+		lock:       lock,
+		dirFile:    d,
+		syncReqs:   make(chan chan error, 1024),
+		commitDone: make(chan struct{}),
+		index:      make(map[string]*entry),
+	}
+	q.bodyWriters.New = func() any { return bufio.NewWriterSize(nil, 64<<10) }
+	if err := q.load(); err != nil {
+		d.Close()
+		_ = unlockDir(lock)
+		return nil, err
+	}
+	go q.commitLoop()
+	return q, nil
+}
+
+// makeDir creates dir and every missing parent, and syncs each directory
+// that gained an entry, so that a queue created just before a crash still
+// has its directory afterwards.
+func makeDir(dir string) error {
+	dir = filepath.Clean(dir)
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory", dir)
+		}
+		return nil
+	}
+	// The first ancestor that exists is the first one to sync.
+	top := dir
+	for {
+		parent := filepath.Dir(top)
+		if _, err := os.Stat(parent); err == nil || parent == top {
+			break
+		}
+		top = parent
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for p := dir; ; p = filepath.Dir(p) {
+		if err := syncPath(filepath.Dir(p)); err != nil {
+			return err
+		}
+		if p == top {
+			return nil
+		}
+	}
+}
+
+func syncPath(name string) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// load reads the directory, clears leftovers and fills the index.
+func (q *Queue) load() error {
+	names, err := q.dirFile.Readdirnames(-1)
+	if err != nil {
+		return fmt.Errorf("read queue directory %s: %w: %w", q.dir, ErrStorage, err)
+	}
+	bodies := make(map[string]bool)
+	var envs, garbage []string
+	for _, n := range names {
+		id, kind, ok := strings.Cut(n, ".")
+		if !ok || !validID(id) {
+			continue // not ours: leave it alone
+		}
+		switch kind {
+		case "body":
+			bodies[id] = true
+		case "env":
+			envs = append(envs, id)
+		case "env.tmp":
+			garbage = append(garbage, n)
+		}
+	}
+	for _, id := range envs {
+		if !bodies[id] {
+			garbage = append(garbage, id+".env")
+			continue
+		}
+		delete(bodies, id)
+		m, err := q.loadOne(id)
+		if errors.Is(err, ErrStorage) || errors.Is(err, errNewerFormat) {
+			return err
+		}
+		if err != nil {
+			if qerr := q.quarantine(id, err); qerr != nil {
+				return qerr
+			}
+			continue
+		}
+		q.index[id] = &entry{msg: m}
+		q.lastNanos = max(q.lastNanos, idNanos(id))
+	}
+	for id := range bodies {
+		garbage = append(garbage, id+".body")
+	}
+	for _, n := range garbage {
+		if err := removeQuietly(filepath.Join(q.dir, n)); err != nil {
+			return fmt.Errorf("remove leftover %s: %w: %w", n, ErrStorage, err)
+		}
+	}
+	// Not needed for correctness (leftovers are found again), but it
+	// makes the clean-up and quarantine moves stick.
+	if err := q.hooks.syncDir(q.dirFile); err != nil {
+		return fmt.Errorf("sync queue directory %s: %w: %w", q.dir, ErrStorage, err)
+	}
+	return nil
+}
+
+func (q *Queue) loadOne(id string) (*Message, error) {
+	b, err := os.ReadFile(q.path(id, "env"))
+	if err != nil {
+		return nil, fmt.Errorf("read envelope %s: %w: %w", id, ErrStorage, err)
+	}
+	m, err := decodeEnvelope(b)
+	if err != nil {
+		if errors.Is(err, errNewerFormat) {
+			return nil, fmt.Errorf("envelope %s: %w", q.path(id, "env"), err)
+		}
+		return nil, err
+	}
+	if m.ID != id {
+		return nil, fmt.Errorf("envelope names message %q", m.ID)
+	}
+	fi, err := os.Stat(q.path(id, "body"))
+	if err != nil {
+		return nil, fmt.Errorf("stat body %s: %w: %w", id, ErrStorage, err)
+	}
+	if fi.Size() != m.Size {
+		return nil, fmt.Errorf("body has %d bytes, envelope says %d", fi.Size(), m.Size)
+	}
+	return m, nil
+}
+
+// quarantine moves an unusable message to corrupt/ so that nothing
+// acknowledged is deleted on a guess; Quarantined reports it.
+func (q *Queue) quarantine(id string, why error) error {
+	cdir := filepath.Join(q.dir, "corrupt")
+	if err := os.MkdirAll(cdir, 0o700); err != nil {
+		return fmt.Errorf("quarantine message %s: %w: %w", id, ErrStorage, err)
+	}
+	for _, kind := range []string{"body", "env"} {
+		name := id + "." + kind
+		if err := os.Rename(filepath.Join(q.dir, name), filepath.Join(cdir, name)); err != nil {
+			return fmt.Errorf("quarantine message %s: %w: %w", id, ErrStorage, err)
+		}
+	}
+	q.quarantined = append(q.quarantined,
+		fmt.Errorf("message %s moved to %s: %w", id, cdir, why))
+	return nil
+}
+
+// Quarantined lists the messages Open found unusable and moved to the
+// corrupt/ subdirectory, each error naming the message and the reason, so
+// the caller can report them.
+func (q *Queue) Quarantined() []error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return slices.Clone(q.quarantined)
+}
+
+// Close waits for operations in progress (the caller stops its writers
+// first: a Put blocked on a slow reader holds Close up), stops the
+// committer and releases the directory. Everything acknowledged is already
+// durable, so Close syncs nothing.
+func (q *Queue) Close() error {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return ErrClosed
+	}
+	q.closed = true
+	q.mu.Unlock()
+	q.inflight.Wait()
+	close(q.syncReqs)
+	<-q.commitDone
+	err := q.dirFile.Close()
+	if lerr := unlockDir(q.lock); err == nil {
+		err = lerr
+	}
+	if err != nil {
+		return fmt.Errorf("close queue %s: %w", q.dir, err)
+	}
+	return nil
+}
+
+// begin registers an operation that may use the committer; end must follow.
+func (q *Queue) begin() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return ErrClosed
+	}
+	q.inflight.Add(1)
+	return nil
+}
+
+func (q *Queue) end() { q.inflight.Done() }
+
+func (q *Queue) path(id, kind string) string {
+	return filepath.Join(q.dir, id+"."+kind)
+}
+
+// newID returns a fresh id: arrival nanoseconds, strictly increasing, and
+// 32 random bits against collisions with ids of a run whose clock was
+// ahead.
+func (q *Queue) newID(now time.Time) string {
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:]) // crypto/rand.Read never fails
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for {
+		ns := max(now.UnixNano(), q.lastNanos+1, 0)
+		q.lastNanos = ns
+		id := fmt.Sprintf("%016x%s", uint64(ns), hex.EncodeToString(rnd[:]))
+		if _, dup := q.index[id]; !dup {
+			return id
+		}
+	}
+}
+
+func idNanos(id string) int64 {
+	n, _ := strconv.ParseUint(id[:16], 16, 64)
+	return int64(n)
+}
+
+// readErrorReader remembers the error of the source, so that Put can tell
+// a client that went away (the caller's problem) from a disk that failed
+// (ErrStorage).
+type readErrorReader struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErrorReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		r.err = err
+	}
+	return n, err
+}
+
+// Put stores a new message: the body streamed from r, then the envelope
+// with every recipient Pending. It returns nil only when both are durable,
+// file contents and directory entries, and only then does the message show
+// in Messages and Get. Concurrent Puts share directory fsyncs (see the
+// package comment).
+//
+// If r fails, Put returns that error (not ErrStorage) and stores nothing;
+// the caller bounds the size by wrapping r. A failing write or sync
+// returns an error wrapping ErrStorage and stores nothing.
+func (q *Queue) Put(from string, rcpts []string, meta map[string]string, r io.Reader) (*Message, error) {
+	if err := q.begin(); err != nil {
+		return nil, err
+	}
+	defer q.end()
+
+	now := q.opts.Now()
+	m := &Message{
+		ID:       q.newID(now),
+		From:     from,
+		Received: now.UTC().Round(0),
+		Meta:     cloneMeta(meta),
+	}
+	for _, a := range rcpts {
+		m.Recipients = append(m.Recipients, Recipient{Address: a})
+	}
+	if err := validateMessage(m); err != nil {
+		return nil, fmt.Errorf("store message: %w", err)
+	}
+	if err := q.put(m, r); err != nil {
+		// Take back everything this Put created, so that the client's
+		// retry does not become a duplicate after the next Open.
+		_ = removeQuietly(q.path(m.ID, "env"))
+		_ = removeQuietly(q.path(m.ID, "env.tmp"))
+		_ = removeQuietly(q.path(m.ID, "body"))
+		return nil, fmt.Errorf("store message %s: %w", m.ID, err)
+	}
+	q.mu.Lock()
+	q.index[m.ID] = &entry{msg: m}
+	q.mu.Unlock()
+	return m.clone(), nil
+}
+
+func (q *Queue) put(m *Message, r io.Reader) error {
+	size, err := q.writeBody(m.ID, r)
+	if err != nil {
+		return err
+	}
+	m.Size = size
+	if err := q.writeEnvelope(m); err != nil {
+		return err
+	}
+	return q.syncDir()
+}
+
+// writeBody streams r into <id>.body and syncs it.
+func (q *Queue) writeBody(id string, r io.Reader) (int64, error) {
+	f, err := os.OpenFile(q.path(id, "body"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return 0, storageErr("create body", err)
+	}
+	defer f.Close()
+	src := &readErrorReader{r: r}
+	bw := q.bodyWriters.Get().(*bufio.Writer)
+	defer q.bodyWriters.Put(bw)
+	// Hiding the file's ReadFrom makes bufio read straight into its own
+	// buffer and write full buffers: memory is that one pooled buffer
+	// whatever the size, and a reader that returns a line at a time still
+	// makes large writes.
+	bw.Reset(struct{ io.Writer }{q.hooks.wrapBody(f)})
+	defer bw.Reset(nil)
+	n, err := bw.ReadFrom(src)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		if src.err != nil {
+			return 0, fmt.Errorf("read body: %w", src.err)
+		}
+		return 0, storageErr("write body", err)
+	}
+	if err := q.hooks.syncFile(f); err != nil {
+		return 0, storageErr("sync body", err)
+	}
+	if err := f.Close(); err != nil {
+		return 0, storageErr("close body", err)
+	}
+	return n, nil
+}
+
+// writeEnvelope writes m's envelope to <id>.env.tmp, syncs it and renames
+// it to <id>.env. The caller then waits for a directory sync.
+func (q *Queue) writeEnvelope(m *Message) error {
+	b, err := encodeEnvelope(m)
+	if err != nil {
+		return fmt.Errorf("encode envelope: %w", err)
+	}
+	tmp := q.path(m.ID, "env.tmp")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return storageErr("create envelope", err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return storageErr("write envelope", err)
+	}
+	if err := q.hooks.syncFile(f); err != nil {
+		f.Close()
+		return storageErr("sync envelope", err)
+	}
+	if err := f.Close(); err != nil {
+		return storageErr("close envelope", err)
+	}
+	if err := os.Rename(tmp, q.path(m.ID, "env")); err != nil {
+		return storageErr("rename envelope", err)
+	}
+	return nil
+}
+
+// cloneMeta copies meta, storing an empty map as nil as a reload would.
+func cloneMeta(meta map[string]string) map[string]string {
+	if len(meta) == 0 {
+		return nil
+	}
+	return maps.Clone(meta)
+}
+
+func storageErr(op string, err error) error {
+	return fmt.Errorf("%s: %w: %w", op, ErrStorage, err)
+}
+
+// syncDir waits for a directory fsync that starts after this call, which
+// therefore covers every rename and unlink the caller has done.
+func (q *Queue) syncDir() error {
+	done := make(chan error, 1)
+	q.syncReqs <- done
+	if err := <-done; err != nil {
+		return storageErr("sync queue directory", err)
+	}
+	return nil
+}
+
+// commitLoop is the committer: one directory fsync for every waiter that
+// arrived before it started.
+func (q *Queue) commitLoop() {
+	defer close(q.commitDone)
+	var batch []chan error
+	for {
+		first, ok := <-q.syncReqs
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], first)
+		open := true
+		if d := q.opts.MaxBatchDelay; d > 0 {
+			timer := time.NewTimer(d)
+		gather:
+			for {
+				select {
+				case w, ok := <-q.syncReqs:
+					if !ok {
+						open = false
+						break gather
+					}
+					batch = append(batch, w)
+				case <-timer.C:
+					break gather
+				}
+			}
+			timer.Stop()
+		}
+	drain:
+		for open {
+			select {
+			case w, ok := <-q.syncReqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, w)
+			default:
+				break drain
+			}
+		}
+		q.batched.Add(int64(len(batch)))
+		err := q.hooks.syncDir(q.dirFile)
+		q.syncs.Add(1)
+		for _, w := range batch {
+			w <- err
+		}
+		clear(batch)
+	}
+}
+
+// Messages returns copies of every stored message in id (arrival) order.
+func (q *Queue) Messages() []*Message {
+	q.mu.Lock()
+	out := make([]*Message, 0, len(q.index))
+	for _, e := range q.index {
+		out = append(out, e.msg.clone())
+	}
+	q.mu.Unlock()
+	slices.SortFunc(out, func(a, b *Message) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Len is the number of stored messages.
+func (q *Queue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.index)
+}
+
+// Get returns a copy of the message, or an error wrapping ErrNotFound.
+func (q *Queue) Get(id string) (*Message, error) {
+	e, err := q.lookup(id)
+	if err != nil {
+		return nil, err
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return e.msg.clone(), nil
+}
+
+func (q *Queue) lookup(id string) (*entry, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return nil, ErrClosed
+	}
+	e, ok := q.index[id]
+	if !ok {
+		return nil, fmt.Errorf("message %q: %w", id, ErrNotFound)
+	}
+	return e, nil
+}
+
+// Body opens the stored body for reading; the caller closes it. It stays
+// readable even if the message is removed meanwhile.
+func (q *Queue) Body(id string) (*os.File, error) {
+	// Only ids in the index reach the file system, so an id from outside
+	// (the admin socket) cannot name another file.
+	if _, err := q.lookup(id); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(q.path(id, "body"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("message %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open body of %s: %w: %w", id, ErrStorage, err)
+	}
+	return f, nil
+}
+
+// Update durably replaces the recipient state and meta of the stored
+// message m.ID with those of m; the other fields are fixed at Put and
+// ignored. It returns when the new state is durable; after a crash the
+// stored state is the old or the new, never a mix. LastError text that is
+// not valid UTF-8 (a remote server's reply) is stored with U+FFFD in place
+// of the bad bytes.
+func (q *Queue) Update(m *Message) error {
+	if err := q.begin(); err != nil {
+		return err
+	}
+	defer q.end()
+	e, err := q.lookup(m.ID)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.removed {
+		return fmt.Errorf("message %q: %w", m.ID, ErrNotFound)
+	}
+	q.mu.Lock()
+	n := e.msg.clone()
+	q.mu.Unlock()
+	n.Recipients = make([]Recipient, len(m.Recipients))
+	for i, r := range m.Recipients {
+		r.NextAttempt = r.NextAttempt.UTC().Round(0)
+		r.LastError = strings.ToValidUTF8(r.LastError, "\uFFFD")
+		n.Recipients[i] = r
+	}
+	n.Meta = cloneMeta(m.Meta)
+	if err := validateMessage(n); err != nil {
+		return fmt.Errorf("update message %s: %w", m.ID, err)
+	}
+	if err := q.writeEnvelope(n); err != nil {
+		_ = removeQuietly(q.path(n.ID, "env.tmp"))
+		return fmt.Errorf("update message %s: %w", m.ID, err)
+	}
+	// From here <id>.env is the new state in the page cache: even if the
+	// sync fails, reading it back gives the new state, so the index
+	// follows it, and the error tells the caller it may not be durable.
+	q.mu.Lock()
+	e.msg = n
+	q.mu.Unlock()
+	if err := q.syncDir(); err != nil {
+		return fmt.Errorf("update message %s: %w", m.ID, err)
+	}
+	return nil
+}
+
+// Remove deletes the message: the envelope first, then the body, and
+// returns once that is durable. A message that is gone from the index is
+// gone even if Remove returns an error (a failed body unlink or sync); the
+// next Open collects what is left.
+func (q *Queue) Remove(id string) error {
+	if err := q.begin(); err != nil {
+		return err
+	}
+	defer q.end()
+	e, err := q.lookup(id)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.removed {
+		return fmt.Errorf("message %q: %w", id, ErrNotFound)
+	}
+	if err := removeQuietly(q.path(id, "env")); err != nil {
+		return fmt.Errorf("remove message %s: %w", id, storageErr("remove envelope", err))
+	}
+	e.removed = true
+	q.mu.Lock()
+	delete(q.index, id)
+	q.mu.Unlock()
+	berr := removeQuietly(q.path(id, "body"))
+	if err := q.syncDir(); err != nil {
+		return fmt.Errorf("remove message %s: %w", id, err)
+	}
+	if berr != nil {
+		return fmt.Errorf("remove message %s: %w", id, storageErr("remove body", berr))
+	}
+	return nil
+}
