@@ -39,6 +39,8 @@ func TestMain(m *testing.M) {
 			}
 			os.Exit(0)
 		},
+		"smtpsink":   smtpSinkMain,
+		"smtpsubmit": smtpSubmitMain,
 	})
 }
 
@@ -57,6 +59,7 @@ func TestScripts(t *testing.T) {
 			"stripids":  cmdStripIDs,
 			"filemode":  cmdFileMode,
 			"notexists": cmdNotExists,
+			"envfile":   cmdEnvFile,
 		},
 	})
 }

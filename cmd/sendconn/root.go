@@ -84,7 +84,7 @@ the Exchange Management Shell (-DNSRoutingEnabled '$false').`,
 
 	root.AddCommand(
 		newNewCmd(app), newSetCmd(app), newGetCmd(app), newRemoveCmd(app),
-		newPermissionCmd(app), newAcceptedDomainCmd(app),
+		newPermissionCmd(app), newAcceptedDomainCmd(app), newServeCmd(app),
 		newVersionCmd(app), newGenDocsCmd(app),
 	)
 	root.InitDefaultCompletionCmd()

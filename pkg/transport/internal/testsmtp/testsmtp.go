@@ -117,10 +117,16 @@ type Server struct {
 	arrived  chan struct{}
 }
 
-// Start runs a server until the test ends.
+// Start runs a server on a free loopback port until the test ends.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return StartOn(t, "127.0.0.1:0", opts)
+}
+
+// StartOn runs a server on addr until the test ends.
+func StartOn(t testing.TB, addr string, opts Options) *Server {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sendconn/sendconn/pkg/permissions"
+	"github.com/sendconn/sendconn/pkg/store"
+	"github.com/sendconn/sendconn/pkg/transport"
+	"github.com/sendconn/sendconn/pkg/transport/delivery"
+	"github.com/sendconn/sendconn/pkg/transport/receive"
+)
+
+type serveOptions struct {
+	readyFile string
+}
+
+func newServeCmd(app *App) *cobra.Command {
+	o := &serveOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve [flags]",
+		Short: "Run the transport: receive, queue and deliver mail through the Send connectors",
+		Long: `Run the transport. It accepts mail from internal senders on receive.listen
+(default 127.0.0.1:2525; relaying only for receive.remote-ip-ranges or
+authenticated receive.users), answers 250 only once a message is safely on
+disk in queue.dir, routes each recipient to a Send connector, and delivers
+through the connector's smart hosts (or the recipient domain's MX) with the
+connector's TLS and authentication, stripping the headers the connector's
+permissions do not let through.
+
+Changes made with new, set, remove and permission reach the running
+transport within 2 seconds. SIGHUP re-reads the store at once. SIGTERM (or
+Ctrl-C) stops accepting, lets deliveries in flight finish within
+transport.shutdown-timeout and exits 0; the queue is picked up by the next
+start. See docs/operations.md.`,
+		Example: `  sendconn serve
+  sendconn serve --config /etc/sendconn/sendconn.yaml --log-format json
+  SENDCONN_RECEIVE_LISTEN=127.0.0.1:2526 sendconn serve --ready-file /run/sendconn/ready`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runServe(cmd.Context(), app, o)
+		},
+	}
+	cmd.Flags().StringVar(&o.readyFile, "ready-file", "", "write the listening address to FILE once mail is accepted (for scripts and tests)")
+	return cmd
+}
+
+func runServe(ctx context.Context, app *App, o *serveOptions) error {
+	cfg := app.cfg
+	logger := newLogger(app, cfg)
+	opts, err := transportOptions(cfg, logger)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	srv, err := transport.New(ctx, opts, storeSource{s: app.store(), orgDomain: cfg.OrganizationDomain})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.ReceiveListen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.ReceiveListen, err)
+	}
+	if o.readyFile != "" {
+		tmp := o.readyFile + ".tmp"
+		if err := os.WriteFile(tmp, []byte(ln.Addr().String()+"\n"), 0o644); err != nil {
+			return fmt.Errorf("write ready file: %w", err)
+		}
+		if err := os.Rename(tmp, o.readyFile); err != nil {
+			return fmt.Errorf("write ready file: %w", err)
+		}
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			logger.Info("SIGHUP: reading the store now")
+			srv.Reload(ctx)
+		}
+	}()
+	return srv.Run(ctx, ln)
+}
+
+func newLogger(app *App, cfg *Config) *slog.Logger {
+	level := slog.LevelInfo
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	hopts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(app.IO.ErrOut, hopts))
+	}
+	return slog.New(slog.NewTextHandler(app.IO.ErrOut, hopts))
+}
+
+// transportOptions turns the configuration into the transport's options,
+// loading certificates now so that a bad file stops serve at start.
+func transportOptions(cfg *Config, logger *slog.Logger) (transport.Options, error) {
+	fqdn := cfg.ServerFQDN
+	if fqdn == "" {
+		fqdn = cfg.ServerName
+	}
+	var users []receive.User
+	for _, u := range cfg.ReceiveUsers {
+		users = append(users, receive.User{Name: u.Name, PasswordHash: u.PasswordHash})
+	}
+	rc := receive.Config{
+		Hostname:          fqdn,
+		RemoteIPRanges:    cfg.ReceiveRemoteIPRanges,
+		Users:             users,
+		AllowInsecureAuth: cfg.ReceiveAllowInsecureAuth,
+		MaxMessageSize:    int64(cfg.ReceiveMaxMessageSize),
+		MaxRecipients:     cfg.ReceiveMaxRecipients,
+		MaxConnections:    cfg.ReceiveMaxConnections,
+		CommandTimeout:    cfg.ReceiveCommandTimeout,
+		DataTimeout:       cfg.ReceiveDataTimeout,
+	}
+	if cfg.ReceiveTLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.ReceiveTLSCert, cfg.ReceiveTLSKey)
+		if err != nil {
+			return transport.Options{}, fmt.Errorf("receive.tls: %w", err)
+		}
+		rc.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	dc := delivery.Config{ServerFQDN: fqdn}
+	if cfg.TLSCAFile != "" {
+		pem, err := os.ReadFile(cfg.TLSCAFile)
+		if err != nil {
+			return transport.Options{}, fmt.Errorf("tls.ca-file: %w", err)
+		}
+		dc.RootCAs = x509.NewCertPool()
+		if !dc.RootCAs.AppendCertsFromPEM(pem) {
+			return transport.Options{}, fmt.Errorf("tls.ca-file %s: no PEM certificates in it", cfg.TLSCAFile)
+		}
+	}
+	for _, c := range cfg.TLSCertificates {
+		cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+		if err != nil {
+			return transport.Options{}, fmt.Errorf("tls.certificates %s: %w", filepath.Base(c.Cert), err)
+		}
+		dc.Certificates = append(dc.Certificates, cert)
+	}
+	return transport.Options{
+		ServerName: cfg.ServerName,
+		ServerSite: cfg.ServerSite,
+		QueueDir:   cfg.QueueDir,
+		Receive:    rc,
+		Delivery:   dc,
+		Retry: transport.Retry{
+			TransientFailureRetryCount:    cfg.TransientFailureRetryCount,
+			TransientFailureRetryInterval: cfg.TransientFailureRetryInterval,
+			MessageRetryInterval:          cfg.MessageRetryInterval,
+			MessageExpirationTimeout:      cfg.MessageExpirationTimeout,
+		},
+		MaxOutboundConnections:     cfg.MaxOutboundConnections,
+		MaxPerConnectorConnections: cfg.MaxPerDomainOutboundConnections,
+		ShutdownTimeout:            cfg.ShutdownTimeout,
+		Logger:                     logger,
+	}, nil
+}
+
+// storeSource is the transport's view of the store: one read transaction
+// per check, nothing held open.
+type storeSource struct {
+	s         store.Store
+	orgDomain string
+}
+
+func (ss storeSource) Revision(ctx context.Context) (uint64, error) {
+	var rev uint64
+	err := ss.s.View(ctx, func(tx store.Tx) error { rev = tx.Revision(); return nil })
+	return rev, err
+}
+
+func (ss storeSource) Snapshot(ctx context.Context) (*transport.Snapshot, error) {
+	snap := &transport.Snapshot{ACLs: map[string]permissions.ACL{}}
+	err := ss.s.View(ctx, func(tx store.Tx) error {
+		snap.Revision = tx.Revision()
+		var err error
+		if snap.Connectors, err = tx.Connectors(); err != nil {
+			return err
+		}
+		for _, c := range snap.Connectors {
+			if snap.ACLs[c.Guid], err = tx.ACL(c.Guid); err != nil {
+				return err
+			}
+		}
+		snap.Domains, err = tx.AcceptedDomains()
+		return err
+	})
+	return snap, err
+}
