@@ -15,7 +15,7 @@ ARGS     ?= get
 FUZZTIME ?= 10s
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build run test race lint fuzz docs clean
+.PHONY: all build run test interop lint fuzz docs clean
 
 all: build
 
@@ -25,8 +25,15 @@ build:
 run: build
 	./$(BIN) $(ARGS)
 
+# The race detector runs on the packages with concurrency; the CLI scripts
+# re-execute the test binary hundreds of times, where it only costs time.
 test:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 ./pkg/...
+	$(GO) test -count=1 ./cmd/...
+
+# Needs smtp-sink and swaks on PATH; .ci/install-peers installs them.
+interop:
+	$(GO) test -tags interop -count=1 -run '^TestInterop' -v ./cmd/sendconn
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
