@@ -32,6 +32,7 @@ import (
 
 	"github.com/sendconn/sendconn/pkg/connector"
 	"github.com/sendconn/sendconn/pkg/permissions"
+	msgheader "github.com/sendconn/sendconn/pkg/transport/internal/header"
 	"github.com/sendconn/sendconn/pkg/transport/smtpclient"
 )
 
@@ -571,22 +572,9 @@ func (d *Deliverer) transaction(hop Hop, s *session, msg Message) (results []Res
 // under p, the body streamed as stored. Only the header is read into memory.
 func firewalled(r io.Reader, p permissions.Policy) (io.Reader, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
-	var hdr []byte
-	for {
-		line, err := br.ReadSlice('\n')
-		hdr = append(hdr, line...)
-		if errors.Is(err, bufio.ErrBufferFull) {
-			continue
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		if n := len(line); (n == 1 || n == 2 && line[0] == '\r') && (len(hdr) == n || hdr[len(hdr)-n-1] == '\n') {
-			break
-		}
+	hdr, err := msgheader.Read(br, 0)
+	if err != nil {
+		return nil, err
 	}
 	return io.MultiReader(bytes.NewReader(permissions.Filter(hdr, p)), br), nil
 }

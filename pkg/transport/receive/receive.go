@@ -37,6 +37,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sendconn/sendconn/pkg/permissions"
+	msgheader "github.com/sendconn/sendconn/pkg/transport/internal/header"
 )
 
 // Spool stores a message durably. It returns only when the message is on
@@ -245,7 +246,7 @@ func (s *session) Data(r io.Reader) error {
 	now := cfg.Now()
 	id := newMessageID()
 	br := bufio.NewReaderSize(r, 64<<10)
-	header, err := readHeader(br, cfg.MaxHeaderSize)
+	header, err := msgheader.Read(br, cfg.MaxHeaderSize)
 	if err != nil {
 		return s.dataError(err)
 	}
@@ -277,7 +278,7 @@ func (s *session) dataError(err error) error {
 		return smtp.ErrDataTooLarge
 	case errors.As(err, &se):
 		return se
-	case errors.Is(err, errHeaderTooLarge):
+	case errors.Is(err, msgheader.ErrTooLarge):
 		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Header block too large"}
 	case cfg.IsStorageError(err):
 		cfg.Logger.Error("queue storage failed; message not accepted", "err", err, "remote", s.ip.String())
@@ -336,39 +337,6 @@ func sanitize(s string) string {
 		return r
 	}, s)
 }
-
-var errHeaderTooLarge = errors.New("header block too large")
-
-// readHeader reads the header block, up to and including the empty line
-// that ends it (or the whole message when there is none).
-func readHeader(br *bufio.Reader, limit int) ([]byte, error) {
-	var hdr []byte
-	for {
-		line, err := br.ReadSlice('\n')
-		if len(hdr)+len(line) > limit {
-			return nil, errHeaderTooLarge
-		}
-		hdr = append(hdr, line...)
-		if errors.Is(err, bufio.ErrBufferFull) {
-			continue
-		}
-		if err == io.EOF {
-			return hdr, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if len(line) == 1 || (len(line) == 2 && line[0] == '\r') {
-			if lineStart(hdr, len(hdr)-len(line)) {
-				return hdr, nil
-			}
-		}
-	}
-}
-
-// lineStart reports whether i starts a line of b (a long line read in
-// pieces is not a new line).
-func lineStart(b []byte, i int) bool { return i == 0 || b[i-1] == '\n' }
 
 // newMessageID returns a random UUID, Exchange's Network-Message-Id form.
 func newMessageID() string {
