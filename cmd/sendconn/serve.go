@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -39,7 +41,8 @@ connector's TLS and authentication, stripping the headers the connector's
 permissions do not let through.
 
 Changes made with new, set, remove and permission reach the running
-transport within 2 seconds. SIGHUP re-reads the store at once. SIGTERM (or
+transport within 2 seconds. SIGHUP re-reads the store at once, and the
+configuration file's log level and retry schedule. SIGTERM (or
 Ctrl-C) stops accepting, lets deliveries in flight finish within
 transport.shutdown-timeout and exits 0; the queue is picked up by the next
 start. See docs/operations.md.`,
@@ -48,16 +51,18 @@ start. See docs/operations.md.`,
   SENDCONN_RECEIVE_LISTEN=127.0.0.1:2526 sendconn serve --ready-file /run/sendconn/ready`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runServe(cmd.Context(), app, o)
+			return runServe(cmd.Context(), app, cmd, o)
 		},
 	}
 	cmd.Flags().StringVar(&o.readyFile, "ready-file", "", "write the listening address to FILE once mail is accepted (for scripts and tests)")
 	return cmd
 }
 
-func runServe(ctx context.Context, app *App, o *serveOptions) error {
+func runServe(ctx context.Context, app *App, cmd *cobra.Command, o *serveOptions) error {
 	cfg := app.cfg
-	logger := newLogger(app, cfg)
+	level := new(slog.LevelVar)
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	logger := newLogger(app, cfg, level)
 	opts, err := transportOptions(cfg, logger)
 	if err != nil {
 		return err
@@ -86,16 +91,51 @@ func runServe(ctx context.Context, app *App, o *serveOptions) error {
 	defer signal.Stop(hup)
 	go func() {
 		for range hup {
-			logger.Info("SIGHUP: reading the store now")
+			logger.Info("SIGHUP: reading the configuration file and the store")
+			reloadConfig(app, cmd, cfg, srv, level, logger)
 			srv.Reload(ctx)
 		}
 	}()
 	return srv.Run(ctx, ln)
 }
 
-func newLogger(app *App, cfg *Config) *slog.Logger {
-	level := slog.LevelInfo
-	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+// reloadConfig applies what a running serve can change: the log level and
+// the retry schedule. Anything else that changed is named in the log as
+// needing a restart; a file that no longer loads changes nothing.
+func reloadConfig(app *App, cmd *cobra.Command, running *Config, srv *transport.Server, level *slog.LevelVar, logger *slog.Logger) {
+	next, err := loadConfig(app.configEnv(), cmd.Flags(), app.configFile)
+	if err != nil {
+		logger.Error("configuration not reloaded", "err", err)
+		return
+	}
+	_ = level.UnmarshalText([]byte(next.LogLevel))
+	srv.SetRetry(transport.Retry{
+		TransientFailureRetryCount:    next.TransientFailureRetryCount,
+		TransientFailureRetryInterval: next.TransientFailureRetryInterval,
+		MessageRetryInterval:          next.MessageRetryInterval,
+		MessageExpirationTimeout:      next.MessageExpirationTimeout,
+	})
+	var restart []string
+	for key, changed := range map[string]bool{
+		"receive.*":     fmt.Sprint(next.ReceiveListen, next.ReceiveRemoteIPRanges, next.ReceiveUsers, next.ReceiveTLSCert, next.ReceiveTLSKey, next.ReceiveMaxMessageSize, next.ReceiveMaxRecipients, next.ReceiveMaxConnections) != fmt.Sprint(running.ReceiveListen, running.ReceiveRemoteIPRanges, running.ReceiveUsers, running.ReceiveTLSCert, running.ReceiveTLSKey, running.ReceiveMaxMessageSize, running.ReceiveMaxRecipients, running.ReceiveMaxConnections),
+		"queue.dir":     next.QueueDir != running.QueueDir,
+		"store":         next.Store != running.Store,
+		"tls.*":         fmt.Sprint(next.TLSCAFile, next.TLSCertificates) != fmt.Sprint(running.TLSCAFile, running.TLSCertificates),
+		"server.*":      fmt.Sprint(next.ServerName, next.ServerFQDN, next.ServerSite) != fmt.Sprint(running.ServerName, running.ServerFQDN, running.ServerSite),
+		"transport.max": next.MaxOutboundConnections != running.MaxOutboundConnections || next.MaxPerDomainOutboundConnections != running.MaxPerDomainOutboundConnections,
+	} {
+		if changed {
+			restart = append(restart, key)
+		}
+	}
+	logger.Info("configuration file reloaded", "file", next.File, "log_level", next.LogLevel)
+	if len(restart) > 0 {
+		sort.Strings(restart)
+		logger.Warn("changed settings take effect after a restart", "keys", strings.Join(restart, ","))
+	}
+}
+
+func newLogger(app *App, cfg *Config, level *slog.LevelVar) *slog.Logger {
 	hopts := &slog.HandlerOptions{Level: level}
 	if cfg.LogFormat == "json" {
 		return slog.New(slog.NewJSONHandler(app.IO.ErrOut, hopts))

@@ -85,6 +85,7 @@ type Server struct {
 	deliverer *delivery.Deliverer
 	receiver  *receive.Server
 	config    atomic.Pointer[routingConfig]
+	retry     atomic.Pointer[Retry]
 
 	wake     chan struct{}
 	mu       sync.Mutex
@@ -132,6 +133,7 @@ func New(ctx context.Context, opts Options, src Source) (*Server, error) {
 		return nil, fmt.Errorf("read configuration: %w", err)
 	}
 	s.install(snap)
+	s.SetRetry(opts.Retry)
 	q, err := queue.Open(opts.QueueDir, queue.Options{Now: opts.Now})
 	if err != nil {
 		return nil, err
@@ -218,6 +220,10 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	}
 	return serveErr
 }
+
+// SetRetry changes the retry schedule of a running server (a reloaded
+// configuration file); it applies from the next attempt.
+func (s *Server) SetRetry(r Retry) { s.retry.Store(&r) }
 
 // Reload reads the store now (SIGHUP).
 func (s *Server) Reload(ctx context.Context) { s.reload(ctx, true) }
@@ -421,7 +427,7 @@ func (s *Server) attempt(ctx context.Context, id string) {
 // retryLater schedules the next attempt: TransientFailureRetryCount quick
 // retries, then MessageRetryInterval, until the message expires.
 func (s *Server) retryLater(m *queue.Message, r *queue.Recipient, reply string, now time.Time) {
-	rt := s.opts.Retry
+	rt := *s.retry.Load()
 	r.Attempts++
 	r.LastError = reply
 	if rt.MessageExpirationTimeout > 0 && now.Sub(m.Received) >= rt.MessageExpirationTimeout {
