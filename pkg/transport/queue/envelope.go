@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -60,11 +61,30 @@ func (s *Status) UnmarshalText(b []byte) error {
 
 // Recipient is one envelope recipient and its delivery state.
 type Recipient struct {
-	Address     string
+	Address string
+	// Notify and ORCPT are the RFC 3461 parameters the submitter gave for
+	// this recipient: NOTIFY keywords (NEVER, SUCCESS, FAILURE, DELAY) and
+	// the original recipient ("rfc822;a@b"). Empty when not given.
+	Notify []string
+	ORCPT  string
+
 	Status      Status
 	Attempts    int
 	NextAttempt time.Time // zero: as soon as possible
+	LastAttempt time.Time // zero: never tried
 	LastError   string    // last SMTP reply or error text
+	// Host is the remote server that gave LastError; "" when the reply is
+	// this server's own (a connection failure, a routing rule).
+	Host string
+	// Queue is the next hop the recipient was last routed to (a delivery
+	// queue's NextHopDomain, or "Unreachable"); it decides the wording of
+	// an expiry NDR.
+	Queue string
+	// Notified is set once the delivery status notification for the
+	// recipient's final status has been queued (or was not wanted); a
+	// message leaves the queue only when every recipient is final and
+	// notified.
+	Notified bool
 }
 
 // Message is a stored message: its envelope and delivery state. Values
@@ -82,13 +102,32 @@ type Message struct {
 	// Meta holds small facts the transport keeps (client IP, auth user,
 	// EHLO name, …).
 	Meta map[string]string
+	// Return and EnvelopeID are the RFC 3461 RET ("FULL", "HDRS" or "")
+	// and ENVID parameters of MAIL FROM, fixed at Put.
+	Return     string
+	EnvelopeID string
+
+	// Suspended messages are not delivered until resumed
+	// (Suspend-Message); DelayNotified records that the one delay DSN the
+	// message may get has been queued. Both change with Update.
+	Suspended     bool
+	DelayNotified bool
 }
 
-// Done reports whether every recipient is final, so the message can be
-// removed.
+// Envelope is what Put stores besides the body.
+type Envelope struct {
+	From       string
+	Recipients []Recipient // Address, Notify and ORCPT are taken; the rest starts fresh
+	Meta       map[string]string
+	Return     string
+	EnvelopeID string
+}
+
+// Done reports whether every recipient is final and notified, so the
+// message can be removed.
 func (m *Message) Done() bool {
 	for _, r := range m.Recipients {
-		if !r.Status.Final() {
+		if !r.Status.Final() || (r.Status != Delivered && !r.Notified) {
 			return false
 		}
 	}
@@ -100,6 +139,9 @@ func (m *Message) Done() bool {
 func (m *Message) clone() *Message {
 	c := *m
 	c.Recipients = append([]Recipient(nil), m.Recipients...)
+	for i := range c.Recipients {
+		c.Recipients[i].Notify = slices.Clone(c.Recipients[i].Notify)
+	}
 	c.Meta = maps.Clone(m.Meta)
 	return &c
 }
@@ -107,22 +149,34 @@ func (m *Message) clone() *Message {
 // formatVersion is the envelope format this code writes and reads.
 const formatVersion = 1
 
+// The fields added after the first release are all optional, so an
+// envelope written before them reads as "not given".
 type envelope struct {
-	Version    int               `json:"v"`
-	ID         string            `json:"id"`
-	From       string            `json:"from"`
-	Received   time.Time         `json:"received"`
-	Size       int64             `json:"size"`
-	Meta       map[string]string `json:"meta,omitempty"`
-	Recipients []envRecipient    `json:"rcpts"`
+	Version       int               `json:"v"`
+	ID            string            `json:"id"`
+	From          string            `json:"from"`
+	Received      time.Time         `json:"received"`
+	Size          int64             `json:"size"`
+	Meta          map[string]string `json:"meta,omitempty"`
+	Return        string            `json:"ret,omitempty"`
+	EnvelopeID    string            `json:"envid,omitempty"`
+	Suspended     bool              `json:"suspended,omitempty"`
+	DelayNotified bool              `json:"delay_notified,omitempty"`
+	Recipients    []envRecipient    `json:"rcpts"`
 }
 
 type envRecipient struct {
 	Address     string    `json:"addr"`
+	Notify      []string  `json:"notify,omitempty"`
+	ORCPT       string    `json:"orcpt,omitempty"`
 	Status      Status    `json:"status"`
 	Attempts    int       `json:"attempts,omitempty"`
 	NextAttempt time.Time `json:"next,omitzero"`
+	LastAttempt time.Time `json:"last,omitzero"`
 	LastError   string    `json:"error,omitempty"`
+	Host        string    `json:"host,omitempty"`
+	Queue       string    `json:"queue,omitempty"`
+	Notified    bool      `json:"notified,omitempty"`
 }
 
 func encodeEnvelope(m *Message) ([]byte, error) {
@@ -133,6 +187,11 @@ func encodeEnvelope(m *Message) ([]byte, error) {
 		Received: m.Received,
 		Size:     m.Size,
 		Meta:     m.Meta,
+
+		Return:        m.Return,
+		EnvelopeID:    m.EnvelopeID,
+		Suspended:     m.Suspended,
+		DelayNotified: m.DelayNotified,
 	}
 	for _, r := range m.Recipients {
 		e.Recipients = append(e.Recipients, envRecipient(r))
@@ -165,6 +224,11 @@ func decodeEnvelope(b []byte) (*Message, error) {
 		Received: e.Received,
 		Size:     e.Size,
 		Meta:     e.Meta,
+
+		Return:        e.Return,
+		EnvelopeID:    e.EnvelopeID,
+		Suspended:     e.Suspended,
+		DelayNotified: e.DelayNotified,
 	}
 	for _, r := range e.Recipients {
 		m.Recipients = append(m.Recipients, Recipient(r))
@@ -205,6 +269,14 @@ func validateMessage(m *Message) error {
 		if !utf8.ValidString(r.LastError) {
 			return fmt.Errorf("recipient %s: last error is not valid UTF-8", r.Address)
 		}
+		if !utf8.ValidString(r.ORCPT) || !utf8.ValidString(r.Queue) || !utf8.ValidString(r.Host) {
+			return fmt.Errorf("recipient %s: parameters are not valid UTF-8", r.Address)
+		}
+		for _, n := range r.Notify {
+			if !utf8.ValidString(n) {
+				return fmt.Errorf("recipient %s: NOTIFY is not valid UTF-8", r.Address)
+			}
+		}
 	}
 	for k, v := range m.Meta {
 		if !utf8.ValidString(k) || !utf8.ValidString(v) {
@@ -213,6 +285,9 @@ func validateMessage(m *Message) error {
 	}
 	if m.Size < 0 {
 		return errors.New("negative size")
+	}
+	if !utf8.ValidString(m.EnvelopeID) || !utf8.ValidString(m.Return) {
+		return errors.New("DSN parameters are not valid UTF-8")
 	}
 	return nil
 }

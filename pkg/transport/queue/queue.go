@@ -366,6 +366,15 @@ func (r *readErrorReader) Read(p []byte) (int, error) {
 // the caller bounds the size by wrapping r. A failing write or sync
 // returns an error wrapping ErrStorage and stores nothing.
 func (q *Queue) Put(from string, rcpts []string, meta map[string]string, r io.Reader) (*Message, error) {
+	env := Envelope{From: from, Meta: meta}
+	for _, a := range rcpts {
+		env.Recipients = append(env.Recipients, Recipient{Address: a})
+	}
+	return q.PutEnvelope(env, r)
+}
+
+// PutEnvelope is Put with the RFC 3461 parameters of the envelope.
+func (q *Queue) PutEnvelope(env Envelope, r io.Reader) (*Message, error) {
 	if err := q.begin(); err != nil {
 		return nil, err
 	}
@@ -373,13 +382,17 @@ func (q *Queue) Put(from string, rcpts []string, meta map[string]string, r io.Re
 
 	now := q.opts.Now()
 	m := &Message{
-		ID:       q.newID(now),
-		From:     from,
-		Received: now.UTC().Round(0),
-		Meta:     cloneMeta(meta),
+		ID:         q.newID(now),
+		From:       env.From,
+		Received:   now.UTC().Round(0),
+		Meta:       cloneMeta(env.Meta),
+		Return:     env.Return,
+		EnvelopeID: env.EnvelopeID,
 	}
-	for _, a := range rcpts {
-		m.Recipients = append(m.Recipients, Recipient{Address: a})
+	for _, rc := range env.Recipients {
+		m.Recipients = append(m.Recipients, Recipient{
+			Address: rc.Address, Notify: slices.Clone(rc.Notify), ORCPT: rc.ORCPT,
+		})
 	}
 	if err := validateMessage(m); err != nil {
 		return nil, fmt.Errorf("store message: %w", err)
@@ -609,9 +622,9 @@ func (q *Queue) Body(id string) (*os.File, error) {
 	return f, nil
 }
 
-// Update durably replaces the recipient state and meta of the stored
-// message m.ID with those of m; the other fields are fixed at Put and
-// ignored. It returns when the new state is durable; after a crash the
+// Update durably replaces the recipient state, the meta and the
+// Suspended and DelayNotified flags of the stored message m.ID with those
+// of m; the other fields are fixed at Put and ignored. It returns when the new state is durable; after a crash the
 // stored state is the old or the new, never a mix. LastError text that is
 // not valid UTF-8 (a remote server's reply) is stored with U+FFFD in place
 // of the bad bytes.
@@ -635,10 +648,13 @@ func (q *Queue) Update(m *Message) error {
 	n.Recipients = make([]Recipient, len(m.Recipients))
 	for i, r := range m.Recipients {
 		r.NextAttempt = r.NextAttempt.UTC().Round(0)
+		r.LastAttempt = r.LastAttempt.UTC().Round(0)
 		r.LastError = strings.ToValidUTF8(r.LastError, "\uFFFD")
+		r.Notify = slices.Clone(r.Notify)
 		n.Recipients[i] = r
 	}
 	n.Meta = cloneMeta(m.Meta)
+	n.Suspended, n.DelayNotified = m.Suspended, m.DelayNotified
 	if err := validateMessage(n); err != nil {
 		return fmt.Errorf("update message %s: %w", m.ID, err)
 	}

@@ -747,3 +747,54 @@ func TestConcurrentOperations(t *testing.T) {
 		t.Errorf("%d files, want 81 (lock and 40 pairs)", got)
 	}
 }
+
+// The RFC 3461 parameters given at Put, and the flags and recipient state
+// the transport keeps for notifications and administration, survive Update
+// and a reopen; a failed-but-unnotified recipient keeps the message.
+func TestNotificationStateSurvivesReopen(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	q := openTest(t, dir, Options{}, defaultHooks())
+	m, err := q.PutEnvelope(Envelope{
+		From: "a@example.com",
+		Recipients: []Recipient{
+			{Address: "b@example.org", Notify: []string{"FAILURE", "DELAY"}, ORCPT: "rfc822;B@example.org", Status: Delivered, Attempts: 9},
+			{Address: "c@example.org"},
+		},
+		Return: "HDRS", EnvelopeID: "QQ314159",
+	}, strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := m.Recipients[0]; r.Status != Pending || r.Attempts != 0 || r.ORCPT != "rfc822;B@example.org" || len(r.Notify) != 2 {
+		t.Errorf("PutEnvelope kept state it should start fresh, or lost parameters: %+v", r)
+	}
+	last := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	m.Suspended, m.DelayNotified = true, true
+	m.Recipients[0].Status, m.Recipients[0].Notified, m.Recipients[0].Queue = Failed, false, "example.org"
+	m.Recipients[0].LastAttempt = last
+	m.Recipients[1].Status = Delivered
+	if err := q.Update(m); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := q.Get(m.ID)
+	if got.Done() {
+		t.Error("Done while a failed recipient has not been notified")
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q2 := openTest(t, dir, Options{}, defaultHooks())
+	again, err := q2.Get(m.ID)
+	if err != nil || !reflect.DeepEqual(again, got) {
+		t.Fatalf("after reopen %+v, %v; want %+v", again, err, got)
+	}
+	if !again.Suspended || !again.DelayNotified || again.Return != "HDRS" || again.EnvelopeID != "QQ314159" ||
+		!again.Recipients[0].LastAttempt.Equal(last) || again.Recipients[0].Queue != "example.org" {
+		t.Errorf("state lost across reopen: %+v", again)
+	}
+	again.Recipients[0].Notified = true
+	if !again.Done() {
+		t.Error("not Done once every recipient is final and notified")
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/netip"
 	"strings"
@@ -44,7 +45,24 @@ import (
 // disk, or an error; ErrStorage-like failures must be recognisable through
 // IsStorageError so the client gets 452 4.3.1 instead of a permanent reply.
 type Spool interface {
-	Put(from string, rcpts []string, meta map[string]string, body io.Reader) (id string, err error)
+	Put(env Envelope, body io.Reader) (id string, err error)
+}
+
+// Envelope is one accepted transaction's envelope, with the RFC 3461
+// (DSN) parameters the client gave, so that notifications honour them.
+type Envelope struct {
+	From       string
+	Recipients []Recipient
+	Return     string // RET: "FULL", "HDRS" or ""
+	EnvelopeID string // ENVID, decoded
+	Meta       map[string]string
+}
+
+// Recipient is one RCPT TO with its DSN parameters.
+type Recipient struct {
+	Address string
+	Notify  []string // NEVER, SUCCESS, FAILURE, DELAY; nil when not given
+	ORCPT   string   // "rfc822;addr" as given (decoded); "" when not given
 }
 
 // User may relay after AUTH; the password is a bcrypt hash.
@@ -102,6 +120,9 @@ func New(cfg Config, sp Spool) *Server {
 	srv.AllowInsecureAuth = cfg.AllowInsecureAuth
 	srv.MaxMessageBytes = cfg.MaxMessageSize
 	srv.MaxRecipients = cfg.MaxRecipients
+	// DSN (RFC 3461) is advertised so submitters can say which
+	// notifications they want; the queue keeps what they asked for.
+	srv.EnableDSN = true
 	// go-smtp's read deadline is set once per command and also bounds the
 	// whole DATA transfer, so it must be the longer of the two: a command
 	// timeout shorter than a large message's transfer would cut it off.
@@ -158,8 +179,7 @@ type session struct {
 	ip        netip.Addr
 	ipTrusted bool
 	user      string // authenticated user, "" if none
-	from      string
-	rcpts     []string
+	env       Envelope
 }
 
 func (s *session) cfg() *Config { return &s.b.srv.cfg }
@@ -211,13 +231,16 @@ func (s *Server) checkPassword(user, pass string) bool {
 
 var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("sendconn-no-such-user"), bcrypt.DefaultCost)
 
-func (s *session) Mail(from string, _ *smtp.MailOptions) error {
-	s.from = from
-	s.rcpts = s.rcpts[:0]
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	s.env = Envelope{From: from}
+	if opts != nil {
+		s.env.Return = string(opts.Return)
+		s.env.EnvelopeID = opts.EnvelopeID
+	}
 	return nil
 }
 
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if !s.ipTrusted && s.user == "" {
 		if s.authOffered() {
 			return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
@@ -228,7 +251,16 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if _, domain, ok := strings.Cut(to, "@"); !ok || domain == "" {
 		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Recipient address needs a domain"}
 	}
-	s.rcpts = append(s.rcpts, to)
+	rcpt := Recipient{Address: to}
+	if opts != nil {
+		for _, n := range opts.Notify {
+			rcpt.Notify = append(rcpt.Notify, string(n))
+		}
+		if opts.OriginalRecipient != "" {
+			rcpt.ORCPT = strings.ToLower(string(opts.OriginalRecipientType)) + ";" + opts.OriginalRecipient
+		}
+	}
+	s.env.Recipients = append(s.env.Recipients, rcpt)
 	return nil
 }
 
@@ -261,12 +293,20 @@ func (s *session) Data(r io.Reader) error {
 	if s.user != "" {
 		meta["auth-user"] = s.user
 	}
-	qid, err := s.b.spool.Put(s.from, append([]string(nil), s.rcpts...), meta, body)
+	// Kept for Get-Message, which would otherwise read every queued
+	// file to show its subject.
+	if subject := msgheader.Get(header, "Subject"); subject != "" {
+		meta["subject"] = displaySubject(subject)
+	}
+	env := s.env
+	env.Recipients = append([]Recipient(nil), s.env.Recipients...)
+	env.Meta = meta
+	qid, err := s.b.spool.Put(env, body)
 	if err != nil {
 		return s.dataError(err)
 	}
-	cfg.Logger.Info("message accepted", "queue_id", qid, "network_message_id", id, "from", s.from,
-		"rcpts", len(s.rcpts), "remote", s.ip.String())
+	cfg.Logger.Info("message accepted", "queue_id", qid, "network_message_id", id, "from", env.From,
+		"rcpts", len(env.Recipients), "remote", s.ip.String())
 	return nil
 }
 
@@ -289,8 +329,7 @@ func (s *session) dataError(err error) error {
 }
 
 func (s *session) Reset() {
-	s.from = ""
-	s.rcpts = s.rcpts[:0]
+	s.env = Envelope{}
 }
 
 func (s *session) Logout() error { return nil }
@@ -419,3 +458,16 @@ func (l slogErrorLog) Printf(format string, v ...any) {
 	l.log.Debug("smtp server", "msg", fmt.Sprintf(format, v...))
 }
 func (l slogErrorLog) Println(v ...any) { l.log.Debug("smtp server", "msg", fmt.Sprint(v...)) }
+
+// displaySubject decodes RFC 2047 words for display and keeps at most 255
+// characters, enough for a queue listing.
+func displaySubject(raw string) string {
+	if dec, err := new(mime.WordDecoder).DecodeHeader(raw); err == nil {
+		raw = dec
+	}
+	raw = strings.ToValidUTF8(raw, "\uFFFD")
+	if r := []rune(raw); len(r) > 255 {
+		raw = string(r[:255])
+	}
+	return raw
+}

@@ -21,6 +21,7 @@ type stored struct {
 	rcpts []string
 	meta  map[string]string
 	data  string
+	env   Envelope
 }
 
 type memSpool struct {
@@ -29,7 +30,7 @@ type memSpool struct {
 	err  error
 }
 
-func (m *memSpool) Put(from string, rcpts []string, meta map[string]string, body io.Reader) (string, error) {
+func (m *memSpool) Put(env Envelope, body io.Reader) (string, error) {
 	data, err := io.ReadAll(body)
 	if err != nil {
 		return "", err
@@ -39,7 +40,11 @@ func (m *memSpool) Put(from string, rcpts []string, meta map[string]string, body
 	if m.err != nil {
 		return "", m.err
 	}
-	m.msgs = append(m.msgs, stored{from, rcpts, meta, string(data)})
+	var rcpts []string
+	for _, r := range env.Recipients {
+		rcpts = append(rcpts, r.Address)
+	}
+	m.msgs = append(m.msgs, stored{env.From, rcpts, env.Meta, string(data), env})
 	return "q1", nil
 }
 
@@ -205,5 +210,57 @@ func TestConnectionLimit(t *testing.T) {
 	line, _ := bufio.NewReader(second).ReadString('\n')
 	if !strings.HasPrefix(line, "421 4.3.2 ") {
 		t.Errorf("connection over the limit got %q", line)
+	}
+}
+
+// The RFC 3461 parameters a submitter gives reach the spool, so that the
+// notifications later honour them.
+func TestDSNParametersAreKept(t *testing.T) {
+	sp := &memSpool{}
+	addr := start(t, Config{RemoteIPRanges: loopback()}, sp)
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("app1.contoso.com"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := c.Extension("DSN"); !ok {
+		t.Fatal("DSN not advertised")
+	}
+	if err := c.Mail("app@contoso.com", &smtp.MailOptions{Return: smtp.DSNReturnHeaders, EnvelopeID: "QQ314159"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("bob@fabrikam.com", &smtp.RcptOptions{
+		Notify:            []smtp.DSNNotify{smtp.DSNNotifyFailure, smtp.DSNNotifyDelayed},
+		OriginalRecipient: "Bob@fabrikam.com", OriginalRecipientType: smtp.DSNAddressTypeRFC822,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("carol@fabrikam.com", nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(w, submitted)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(sp.msgs) != 1 {
+		t.Fatalf("%d messages stored", len(sp.msgs))
+	}
+	env := sp.msgs[0].env
+	if env.Return != "HDRS" || env.EnvelopeID != "QQ314159" {
+		t.Errorf("RET/ENVID = %q/%q", env.Return, env.EnvelopeID)
+	}
+	bob, carol := env.Recipients[0], env.Recipients[1]
+	if strings.Join(bob.Notify, ",") != "FAILURE,DELAY" || bob.ORCPT != "rfc822;Bob@fabrikam.com" {
+		t.Errorf("bob's parameters: %+v", bob)
+	}
+	if carol.Notify != nil || carol.ORCPT != "" {
+		t.Errorf("carol gave no parameters but has %+v", carol)
 	}
 }

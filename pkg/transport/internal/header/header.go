@@ -4,8 +4,10 @@ package header
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
+	"strings"
 )
 
 // ErrTooLarge says the header block is longer than the limit.
@@ -39,4 +41,26 @@ func Read(br *bufio.Reader, limit int) ([]byte, error) {
 			return hdr, nil
 		}
 	}
+}
+
+// Get returns the unfolded value of the first field called name
+// (case-insensitive) in the header block hdr, with surrounding blanks
+// trimmed; "" when there is none. It is for the few fields the transport
+// shows or quotes (Subject, Message-ID), not for parsing in general.
+func Get(hdr []byte, name string) string {
+	lines := bytes.SplitAfter(hdr, []byte("\n"))
+	for i := 0; i < len(lines); i++ {
+		line := lines[i]
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || line[0] == ' ' || line[0] == '\t' || !bytes.EqualFold(bytes.TrimRight(line[:colon], " \t"), []byte(name)) {
+			continue
+		}
+		value := strings.TrimRight(string(line[colon+1:]), "\r\n")
+		for i+1 < len(lines) && len(lines[i+1]) > 0 && (lines[i+1][0] == ' ' || lines[i+1][0] == '\t') {
+			i++
+			value += strings.TrimRight(string(lines[i]), "\r\n")
+		}
+		return strings.TrimSpace(value)
+	}
+	return ""
 }

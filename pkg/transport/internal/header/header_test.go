@@ -39,3 +39,16 @@ func TestRead(t *testing.T) {
 		}
 	}
 }
+
+func TestGet(t *testing.T) {
+	hdr := []byte("Received: from a\r\n\tby b\r\nsubject: Quarterly\r\n report\r\nX-Subject: no\r\nSubject: second\r\n\r\n")
+	if got := Get(hdr, "Subject"); got != "Quarterly report" {
+		t.Errorf("Subject = %q", got)
+	}
+	if got := Get(hdr, "Received"); got != "from a\tby b" {
+		t.Errorf("Received = %q", got)
+	}
+	if got := Get(hdr, "Message-ID"); got != "" {
+		t.Errorf("absent field = %q", got)
+	}
+}
