@@ -33,6 +33,7 @@ import (
 	"github.com/sendconn/sendconn/pkg/connector"
 	"github.com/sendconn/sendconn/pkg/permissions"
 	msgheader "github.com/sendconn/sendconn/pkg/transport/internal/header"
+	"github.com/sendconn/sendconn/pkg/transport/resolver"
 	"github.com/sendconn/sendconn/pkg/transport/smtpclient"
 )
 
@@ -55,6 +56,9 @@ type Result struct {
 	Status    Status
 	Reply     string // the remote end's reply, or ours in the same form ("451 4.4.0 …")
 	Host      string // the host that gave the answer, when there was one
+	// RemoteDSN says the next hop offered DSN and took the recipient's
+	// RFC 3461 parameters with it, so success notices are its business.
+	RemoteDSN bool
 }
 
 // Message is what Deliver sends.
@@ -63,8 +67,21 @@ type Message struct {
 	From       string
 	Recipients []string
 	Size       int64
+	// Return, EnvelopeID and DSN are the RFC 3461 parameters the sender
+	// gave (RET, ENVID; NOTIFY and ORCPT per recipient, in the order of
+	// Recipients, or nil when none has any), passed on to a next hop that
+	// offers DSN.
+	Return     string
+	EnvelopeID string
+	DSN        []RecipientDSN
 	// Open returns the stored message (header and body); Deliver closes it.
 	Open func() (io.ReadCloser, error)
+}
+
+// RecipientDSN is one recipient's NOTIFY and ORCPT.
+type RecipientDSN struct {
+	Notify []string
+	ORCPT  string
 }
 
 // Hop is the connector a group of recipients was routed to, with the
@@ -77,11 +94,11 @@ type Hop struct {
 	Domain string
 }
 
-// Resolver finds addresses; the DNS issue replaces the default with one
-// that asks the configured servers.
+// Resolver finds next hops. *resolver.Resolver is the real one; its
+// errors (a *resolver.Error) decide between bouncing and retrying.
 type Resolver interface {
 	LookupHost(ctx context.Context, host string) ([]netip.Addr, error)
-	LookupMX(ctx context.Context, domain string) ([]string, error) // host names by preference
+	LookupMX(ctx context.Context, domain string) ([]resolver.MX, error) // in the order to try
 }
 
 // Config is the delivery side's part of the configuration.
@@ -89,8 +106,14 @@ type Config struct {
 	ServerFQDN   string         // EHLO name when a connector has no Fqdn
 	RootCAs      *x509.CertPool // nil: system roots
 	Certificates []tls.Certificate
-	Resolver     Resolver
-	Logger       *slog.Logger
+	// Resolver answers for every connector; ExternalResolver, when set,
+	// for those with UseExternalDNSServersEnabled (dns.external-servers).
+	Resolver         Resolver
+	ExternalResolver Resolver
+	// Self are the addresses this server receives mail on, so that an MX
+	// pointing back here is recognised (SMTPSEND.DNS.MxLoopback).
+	Self   []netip.AddrPort
+	Logger *slog.Logger
 	// DialTimeout bounds a TCP connect; 0 means 30 s.
 	DialTimeout time.Duration
 	// Dial replaces net.Dialer for tests; nil uses a Dialer with the
@@ -112,7 +135,7 @@ func New(cfg Config) *Deliverer {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Resolver == nil {
-		cfg.Resolver = netResolver{}
+		cfg.Resolver = systemResolver()
 	}
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 30 * time.Second
@@ -196,52 +219,139 @@ type nextHop struct {
 
 // nextHops lists the addresses to try in order: smart hosts spread by
 // rotating the first one, each name's addresses in the order DNS gave
-// them; for DNS connectors the MX hosts by preference.
+// them; for DNS connectors the MX hosts by preference (shuffled within
+// one), less preferred than this server's own MX cut off.
 func (d *Deliverer) nextHops(ctx context.Context, hop Hop) ([]nextHop, error) {
 	c := &hop.Connector
-	port := strconv.Itoa(c.Port)
-	var names []string
+	res := d.cfg.Resolver
+	if c.UseExternalDNSServersEnabled && d.cfg.ExternalResolver != nil {
+		res = d.cfg.ExternalResolver
+	}
+	// candidates in the order to try; pref only matters for MX hosts.
+	type candidate struct {
+		name string
+		pref int
+	}
+	var names []candidate
 	if c.DNSRoutingEnabled() {
-		mx, err := d.cfg.Resolver.LookupMX(ctx, hop.Domain)
+		mx, err := res.LookupMX(ctx, hop.Domain)
 		if err != nil {
-			return nil, err
+			return nil, dnsFailure(c, hop.Domain, err)
 		}
-		names = mx
+		for _, m := range mx {
+			names = append(names, candidate{m.Host, int(m.Preference)})
+		}
 	} else {
 		start := int(d.spread.Add(1)) % len(c.SmartHosts)
 		for i := range c.SmartHosts {
 			h := c.SmartHosts[(start+i)%len(c.SmartHosts)]
 			if h.IsIP() {
-				names = append(names, h.IP.String())
+				names = append(names, candidate{h.IP.String(), 0})
 			} else {
-				names = append(names, h.Host)
+				names = append(names, candidate{h.Host, 0})
 			}
 		}
 	}
-	var hops []nextHop
+	type resolved struct {
+		candidate
+		ips []netip.Addr
+	}
+	var found []resolved
 	var lookupErr error
-	for _, name := range names {
-		if ip, err := netip.ParseAddr(name); err == nil {
-			hops = append(hops, nextHop{name: name, addr: net.JoinHostPort(ip.String(), port), tlsFor: name})
+	selfPref := -1
+	for _, n := range names {
+		var ips []netip.Addr
+		if ip, err := netip.ParseAddr(n.name); err == nil {
+			ips = []netip.Addr{ip}
+		} else if ips, err = res.LookupHost(ctx, n.name); err != nil {
+			if lookupErr == nil || resolver.KindOf(err) == resolver.Temporary {
+				lookupErr = err
+			}
+			d.cfg.Logger.Info("next hop did not resolve", "connector", c.Name, "host", n.name, "err", err)
 			continue
 		}
-		ips, err := d.cfg.Resolver.LookupHost(ctx, name)
-		if err != nil {
-			lookupErr = err
-			d.cfg.Logger.Info("next hop did not resolve", "connector", c.Name, "host", name, "err", err)
+		if c.DNSRoutingEnabled() && d.isSelf(n.name, ips, c.Port) && (selfPref < 0 || n.pref < selfPref) {
+			selfPref = n.pref
+		}
+		found = append(found, resolved{n, ips})
+	}
+	var hops []nextHop
+	for _, f := range found {
+		// RFC 5321 §5.1: when this server is one of the MX hosts, it and
+		// every host no better than it are not next hops; if that leaves
+		// none, the domain's MX records point back here.
+		if selfPref >= 0 && f.pref >= selfPref {
 			continue
 		}
-		for _, ip := range ips {
-			hops = append(hops, nextHop{name: name, addr: net.JoinHostPort(ip.String(), port), tlsFor: name})
+		for _, ip := range f.ips {
+			hops = append(hops, nextHop{name: f.name, addr: net.JoinHostPort(ip.Unmap().String(), strconv.Itoa(c.Port)), tlsFor: f.name})
 		}
 	}
-	if len(hops) == 0 {
-		if lookupErr != nil {
-			return nil, fmt.Errorf("451 4.4.0 DNS query failed: %v", lookupErr)
-		}
-		return nil, errors.New("451 4.4.0 no next hop address")
+	if len(hops) > 0 {
+		return hops, nil
 	}
-	return hops, nil
+	switch {
+	case lookupErr != nil && resolver.KindOf(lookupErr) == resolver.Temporary:
+		return nil, fmt.Errorf("451 4.4.0 DNS query failed: %v", lookupErr)
+	case lookupErr != nil && !c.DNSRoutingEnabled():
+		// A smart host that does not resolve is the admin's to fix, not
+		// the recipient's fault: keep the mail.
+		return nil, fmt.Errorf("451 4.4.0 DNS query failed: %v", lookupErr)
+	case lookupErr != nil:
+		return nil, dnsFailure(c, hop.Domain, lookupErr)
+	case selfPref >= 0:
+		return nil, &hostError{perm: true, reply: "554 5.4.4 SMTPSEND.DNS.MxLoopback; DNS records for the destination computer are misconfigured: the MX records of " + hop.Domain + " point back at this server"}
+	}
+	return nil, errors.New("451 4.4.0 no next hop address")
+}
+
+// dnsFailure turns a failed lookup for a recipient domain into the reply
+// Exchange gives: permanent for a domain that does not exist or has no
+// usable records, unless the connector's ErrorPolicies downgrade DNS
+// failures, and transient for a lookup that merely failed.
+func dnsFailure(c *connector.SendConnector, domain string, err error) error {
+	var reply string
+	kind := resolver.KindOf(err)
+	var re *resolver.Error
+	if errors.As(err, &re) && (kind == resolver.NXDomain || kind == resolver.NoAddress) && !strings.EqualFold(re.Name, domain) {
+		// An MX host, not the domain, is missing: the domain's DNS data
+		// is wrong.
+		kind = resolver.InvalidData
+	}
+	switch kind {
+	case resolver.Temporary:
+		return fmt.Errorf("451 4.4.0 DNS query failed: %v", err)
+	case resolver.NullMX:
+		// The domain says it takes no mail (RFC 7505 §4.2): no policy
+		// makes waiting worthwhile.
+		return &hostError{perm: true, reply: "556 5.1.10 SMTPSEND.DNS.NullMX; " + domain + " does not accept mail (null MX)"}
+	case resolver.NXDomain:
+		reply = "554 5.4.4 SMTPSEND.DNS.NonExistentDomain; nonexistent domain " + domain
+	case resolver.NoAddress:
+		reply = "554 5.4.4 SMTPSEND.DNS.NonExistentDomain; no mail host address for " + domain
+	default:
+		reply = "554 5.4.4 SMTPSEND.DNS.InvalidData; DNS data for " + domain + " is unusable: " + err.Error()
+	}
+	if c.ErrorPolicies&connector.DowngradeDnsFailures != 0 {
+		return fmt.Errorf("451 4.4.0 DNS query failed. The error was: %s", strings.TrimPrefix(reply, "554 5.4.4 "))
+	}
+	return &hostError{perm: true, reply: reply}
+}
+
+// isSelf reports whether a next hop is this server: its name is ours, or
+// it resolves to an address and port this server receives mail on.
+func (d *Deliverer) isSelf(name string, ips []netip.Addr, port int) bool {
+	if d.cfg.ServerFQDN != "" && strings.EqualFold(strings.TrimSuffix(name, "."), d.cfg.ServerFQDN) {
+		return true
+	}
+	for _, ip := range ips {
+		for _, self := range d.cfg.Self {
+			if self.Port() == uint16(port) && self.Addr().Unmap() == ip.Unmap() {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // deliverVia sends msg through one host. An error means the host failed
@@ -512,7 +622,8 @@ func (d *Deliverer) transaction(hop Hop, s *session, msg Message) (results []Res
 	if max := client.MaxSize(); max > 0 && msg.Size > max {
 		return all(msg.Recipients, Permanent, fmt.Sprintf("550 5.3.4 SMTPSEND.OverAdvertisedSize; message size %d exceeds the %d bytes %s accepts", msg.Size, max, s.host), s.host), true, nil
 	}
-	if err := client.Mail(msg.From, msg.Size); err != nil {
+	remoteDSN, _ := client.Extension("DSN")
+	if err := client.Mail(msg.From, smtpclient.MailParams{Size: msg.Size, Return: msg.Return, EnvelopeID: msg.EnvelopeID}); err != nil {
 		var r *smtpclient.Reply
 		if errors.As(err, &r) && r.Permanent() {
 			_ = client.Reset()
@@ -521,8 +632,12 @@ func (d *Deliverer) transaction(hop Hop, s *session, msg Message) (results []Res
 		return nil, false, &hostError{reply: asReply(err)}
 	}
 	var accepted []string
-	for _, rcpt := range msg.Recipients {
-		err := client.Rcpt(rcpt)
+	for i, rcpt := range msg.Recipients {
+		var p RecipientDSN
+		if i < len(msg.DSN) {
+			p = msg.DSN[i]
+		}
+		err := client.Rcpt(rcpt, p.Notify, p.ORCPT)
 		var r *smtpclient.Reply
 		switch {
 		case err == nil:
@@ -565,7 +680,11 @@ func (d *Deliverer) transaction(hop Hop, s *session, msg Message) (results []Res
 		// the message is unknown; retrying risks a duplicate, never a loss.
 		return nil, false, &hostError{reply: asReply(err)}
 	}
-	return append(results, all(accepted, Delivered, reply.Error(), s.host)...), true, nil
+	delivered := all(accepted, Delivered, reply.Error(), s.host)
+	for i := range delivered {
+		delivered[i].RemoteDSN = remoteDSN
+	}
+	return append(results, delivered...), true, nil
 }
 
 // firewalled returns the message as it may leave: the header block filtered
@@ -605,29 +724,23 @@ func asReply(err error) string {
 	return "451 4.4.0 " + msg
 }
 
-type netResolver struct{}
-
-func (netResolver) LookupHost(ctx context.Context, host string) ([]netip.Addr, error) {
-	return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-}
-
-func (netResolver) LookupMX(ctx context.Context, domain string) ([]string, error) {
-	mxs, err := net.DefaultResolver.LookupMX(ctx, domain)
-	var dnsErr *net.DNSError
-	if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
-		// No MX: the domain's own address, as RFC 5321 §5.1 says.
-		return []string{domain}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	out := make([]string, 0, len(mxs))
-	for _, mx := range mxs {
-		host := strings.TrimSuffix(mx.Host, ".")
-		if host == "" {
-			return nil, &hostError{reply: "550 5.1.10 the domain accepts no mail (null MX)", perm: true}
+// systemResolver asks the servers in /etc/resolv.conf, for a Deliverer
+// configured without a resolver of its own.
+func systemResolver() Resolver {
+	servers, err := resolver.ServersFromResolvConf("/etc/resolv.conf")
+	if err == nil {
+		r, rerr := resolver.New(resolver.Config{Servers: servers})
+		if rerr == nil {
+			return r
 		}
-		out = append(out, host)
+		err = rerr
 	}
-	return out, nil
+	return brokenResolver{err: &resolver.Error{Kind: resolver.Temporary, Name: "/etc/resolv.conf", Err: err}}
 }
+
+// brokenResolver fails every lookup with the reason there is no resolver,
+// transiently, so mail waits for the configuration to be fixed.
+type brokenResolver struct{ err error }
+
+func (b brokenResolver) LookupHost(context.Context, string) ([]netip.Addr, error) { return nil, b.err }
+func (b brokenResolver) LookupMX(context.Context, string) ([]resolver.MX, error)  { return nil, b.err }

@@ -16,6 +16,8 @@ import (
 	"github.com/sendconn/sendconn/pkg/connector"
 	"github.com/sendconn/sendconn/pkg/permissions"
 	"github.com/sendconn/sendconn/pkg/transport/internal/testsmtp"
+	"github.com/sendconn/sendconn/pkg/transport/resolver"
+	"github.com/sendconn/sendconn/pkg/transport/testdns"
 )
 
 const testMessage = "Received: from app1 ([10.0.0.5]) by ex01.contoso.com; Mon, 23 Nov 2026 10:00:00 +0000\r\n" +
@@ -255,25 +257,17 @@ func TestOverAdvertisedSize(t *testing.T) {
 }
 
 func TestFailoverToTheNextSmartHost(t *testing.T) {
-	// A port nothing listens on: take one and close it.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close()
+	// live.test is the test server; dead.test is another loopback
+	// address where nothing listens on that port.
 	srv := testsmtp.Start(t, testsmtp.Options{})
+	dns := testdns.Start(t, `$ORIGIN test.
+@ 300 IN SOA ns.test. hostmaster.test. 1 60 60 60 60
+dead 300 IN A 127.0.0.2
+live 300 IN A 127.0.0.1
+`)
 	c := smartHostConnector(t, srv)
 	c.SmartHosts = []connector.SmartHost{{Host: "dead.test"}, {Host: "live.test"}}
-	d := New(Config{ServerFQDN: "ex01.contoso.com", Resolver: fakeResolver{}, Dial: func(ctx context.Context, _ netip.Addr, addr string) (net.Conn, error) {
-		host, _, _ := net.SplitHostPort(addr)
-		target := srv.Addr
-		if host == "127.0.0.2" {
-			target = dead
-		}
-		var dl net.Dialer
-		return dl.DialContext(ctx, "tcp", target)
-	}})
+	d := New(Config{ServerFQDN: "ex01.contoso.com", Resolver: newResolver(t, dns), DialTimeout: 2 * time.Second})
 	defer d.Close()
 	for i := 0; i < 4; i++ { // whichever host the spread starts with
 		wantStatus(t, d.Deliver(context.Background(), hop(c), message("bob@fabrikam.com")), Delivered, "250")
@@ -283,16 +277,18 @@ func TestFailoverToTheNextSmartHost(t *testing.T) {
 	}
 }
 
-type fakeResolver struct{}
-
-func (fakeResolver) LookupHost(_ context.Context, host string) ([]netip.Addr, error) {
-	if host == "dead.test" {
-		return []netip.Addr{netip.MustParseAddr("127.0.0.2")}, nil
+func newResolver(t *testing.T, servers ...*testdns.Server) *resolver.Resolver {
+	t.Helper()
+	var addrs []string
+	for _, s := range servers {
+		addrs = append(addrs, s.Addr)
 	}
-	return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+	r, err := resolver.New(resolver.Config{Servers: addrs, Timeout: time.Second, Attempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
-
-func (fakeResolver) LookupMX(context.Context, string) ([]string, error) { return nil, nil }
 
 func TestConnectionReuse(t *testing.T) {
 	srv := testsmtp.Start(t, testsmtp.Options{})

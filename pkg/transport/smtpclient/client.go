@@ -195,13 +195,30 @@ func (c *Client) Auth(mech sasl.Client) error {
 	return nil
 }
 
-// Mail starts a transaction. size > 0 is declared when the remote end
-// offers SIZE; 8BITMIME is declared when offered, because a message may
-// carry 8-bit text and saying so is what the remote end asked for.
-func (c *Client) Mail(from string, size int64) error {
+// MailParams are the optional MAIL FROM parameters.
+type MailParams struct {
+	Size int64 // declared when > 0 and the remote end offers SIZE
+	// Return and EnvelopeID are RFC 3461's RET and ENVID, passed on when
+	// the remote end offers DSN.
+	Return     string
+	EnvelopeID string
+}
+
+// Mail starts a transaction. 8BITMIME is declared when offered, because a
+// message may carry 8-bit text and saying so is what the remote end asked
+// for.
+func (c *Client) Mail(from string, p MailParams) error {
 	line := "MAIL FROM:<" + from + ">"
-	if ok, _ := c.Extension("SIZE"); ok && size > 0 {
-		line += " SIZE=" + strconv.FormatInt(size, 10)
+	if ok, _ := c.Extension("SIZE"); ok && p.Size > 0 {
+		line += " SIZE=" + strconv.FormatInt(p.Size, 10)
+	}
+	if ok, _ := c.Extension("DSN"); ok {
+		if p.Return != "" {
+			line += " RET=" + p.Return
+		}
+		if p.EnvelopeID != "" {
+			line += " ENVID=" + xtext(p.EnvelopeID)
+		}
 	}
 	if ok, _ := c.Extension("8BITMIME"); ok {
 		line += " BODY=8BITMIME"
@@ -212,9 +229,20 @@ func (c *Client) Mail(from string, size int64) error {
 	return c.expect(line, 250)
 }
 
-// Rcpt adds a recipient; a refusal comes back as a *Reply.
-func (c *Client) Rcpt(to string) error {
-	reply, err := c.cmd("RCPT TO:<" + to + ">")
+// Rcpt adds a recipient; a refusal comes back as a *Reply. notify and
+// orcpt ("rfc822;addr") are RFC 3461's NOTIFY and ORCPT, passed on when
+// the remote end offers DSN.
+func (c *Client) Rcpt(to string, notify []string, orcpt string) error {
+	line := "RCPT TO:<" + to + ">"
+	if ok, _ := c.Extension("DSN"); ok {
+		if len(notify) > 0 {
+			line += " NOTIFY=" + strings.Join(notify, ",")
+		}
+		if typ, addr, found := strings.Cut(orcpt, ";"); found && typ != "" && addr != "" {
+			line += " ORCPT=" + typ + ";" + xtext(addr)
+		}
+	}
+	reply, err := c.cmd(line)
 	if err != nil {
 		return err
 	}
@@ -355,4 +383,19 @@ type deadlineWriter struct {
 func (d *deadlineWriter) Write(p []byte) (int, error) {
 	_ = d.conn.SetDeadline(time.Now().Add(d.timeout))
 	return d.w.Write(p)
+}
+
+// xtext encodes s as RFC 3461 §4 xtext: "+", "=", and anything outside
+// printable ASCII become +XX, so a parameter cannot break the command.
+func xtext(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		if ch < '!' || ch > '~' || ch == '+' || ch == '=' {
+			fmt.Fprintf(&b, "+%02X", ch)
+			continue
+		}
+		b.WriteByte(ch)
+	}
+	return b.String()
 }

@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -88,6 +89,11 @@ type Message struct {
 	Data     []byte
 	TLS      bool
 	AuthUser string
+	// With Options.DSN: RET and ENVID of MAIL FROM, and each recipient's
+	// NOTIFY (comma-joined) and ORCPT, in RCPT order.
+	Ret, EnvID string
+	Notify     []string
+	ORCPT      []string
 }
 
 // Options shape a Server.
@@ -103,6 +109,8 @@ type Options struct {
 	// DropInData closes the connection halfway through the body.
 	DropInData bool
 	MaxSize    int64
+	// DSN advertises RFC 3461 DSN and records the parameters.
+	DSN bool
 }
 
 // Server is a recording SMTP server on 127.0.0.1.
@@ -136,6 +144,7 @@ func StartOn(t testing.TB, addr string, opts Options) *Server {
 	srv.AllowInsecureAuth = opts.InsecureAuth
 	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
 	srv.MaxMessageBytes = opts.MaxSize
+	srv.EnableDSN = opts.DSN
 	srv.ErrorLog = nopLog{}
 	if opts.TLS != nil {
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*opts.TLS}}
@@ -220,19 +229,34 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 	return sasl.NewPlainServer(func(_, user, pass string) error { return check(user, pass) }), nil
 }
 
-func (se *session) Mail(from string, _ *smtp.MailOptions) error {
+func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	_, isTLS := se.c.TLSConnectionState()
 	se.m = Message{From: from, Helo: se.c.Hostname(), TLS: isTLS, AuthUser: se.user}
+	if opts != nil {
+		se.m.Ret, se.m.EnvID = string(opts.Return), opts.EnvelopeID
+	}
 	return nil
 }
 
-func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if se.s.opts.Rcpt != nil {
 		if err := se.s.opts.Rcpt(to); err != nil {
 			return err
 		}
 	}
 	se.m.Rcpts = append(se.m.Rcpts, to)
+	var notify []string
+	orcpt := ""
+	if opts != nil {
+		for _, n := range opts.Notify {
+			notify = append(notify, string(n))
+		}
+		if opts.OriginalRecipient != "" {
+			orcpt = string(opts.OriginalRecipientType) + ";" + opts.OriginalRecipient
+		}
+	}
+	se.m.Notify = append(se.m.Notify, strings.Join(notify, ","))
+	se.m.ORCPT = append(se.m.ORCPT, orcpt)
 	return nil
 }
 
