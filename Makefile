@@ -43,7 +43,7 @@ lint:
 
 # Each target runs alone: go test -fuzz takes one target at a time.
 fuzz:
-	@set -e; for pkg in ./pkg/connector ./pkg/permissions; do \
+	@set -e; for pkg in $$($(GO) list ./pkg/...); do \
 	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "== $$pkg $$target"; \
 	    $(GO) test -run=NONE -fuzz="^$$target\$$" -fuzztime=$(FUZZTIME) $$pkg; \

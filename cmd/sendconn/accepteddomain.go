@@ -29,11 +29,7 @@ var acceptedDomainKind = &objectKind{
 }
 
 func acceptedDomainObjects(ds []connector.AcceptedDomain) []any {
-	objs := make([]any, len(ds))
-	for i := range ds {
-		objs[i] = &ds[i]
-	}
-	return objs
+	return pointersTo(ds)
 }
 
 func newAcceptedDomainCmd(app *App) *cobra.Command {

@@ -246,6 +246,7 @@ var configFlags = map[string]string{
 	"store-timeout": "store-timeout",
 	"log-level":     "log.level",
 	"log-format":    "log.format",
+	"admin-socket":  "admin.socket",
 }
 
 // envKey is the environment variable of a key: SENDCONN_ + the key with dots

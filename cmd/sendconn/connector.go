@@ -29,11 +29,7 @@ var connectorKind = func() *objectKind {
 }()
 
 func connectorObjects(cs []connector.SendConnector) []any {
-	objs := make([]any, len(cs))
-	for i := range cs {
-		objs[i] = &cs[i]
-	}
-	return objs
+	return pointersTo(cs)
 }
 
 // addOutputFlags defines -o, --property and --no-headers.

@@ -69,7 +69,7 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.Is(err, store.ErrBusy):
 		return exitBusy
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, store.ErrNotFound), errors.As(err, new(*notFoundError)):
 		return exitNotFound
 	case errors.Is(err, store.ErrExists):
 		return exitConflict

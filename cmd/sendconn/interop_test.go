@@ -35,7 +35,7 @@ func buildOnce(t *testing.T) string {
 	if sendconnBin != "" {
 		return sendconnBin
 	}
-	for _, tool := range []string{"smtp-sink", "swaks"} {
+	for _, tool := range []string{"smtp-sink", "swaks", "nsd"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is not installed (run .ci/install-peers): %v", tool, err)
 		}
@@ -127,12 +127,18 @@ type sink struct {
 
 func startSink(t *testing.T, port int, extra ...string) *sink {
 	t.Helper()
+	return startSinkOn(t, "127.0.0.1", port, extra...)
+}
+
+// startSinkOn starts smtp-sink on ip:port (port 0: a free one).
+func startSinkOn(t *testing.T, ip string, port int, extra ...string) *sink {
+	t.Helper()
 	if port == 0 {
 		port = freePort(t)
 	}
 	s := &sink{port: port, dir: t.TempDir()}
 	args := append([]string{"-u", currentUser(), "-d", filepath.Join(s.dir, "%M.")}, extra...)
-	args = append(args, fmt.Sprintf("127.0.0.1:%d", port), "100")
+	args = append(args, net.JoinHostPort(ip, fmt.Sprint(port)), "100")
 	s.cmd = exec.Command("smtp-sink", args...)
 	var stderr bytes.Buffer
 	s.cmd.Stderr = &stderr
@@ -141,7 +147,7 @@ func startSink(t *testing.T, port int, extra ...string) *sink {
 	}
 	t.Cleanup(func() { _ = s.cmd.Process.Kill(); _ = s.cmd.Wait() })
 	waitFor(t, 10*time.Second, func() bool {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		c, err := net.Dial("tcp", net.JoinHostPort(ip, fmt.Sprint(port)))
 		if err == nil {
 			c.Close()
 		}
@@ -380,5 +386,109 @@ func TestInteropRequireTLSWithoutSTARTTLS(t *testing.T) {
 	log, _ := os.ReadFile(filepath.Join(e.dir, "serve.log"))
 	if !bytes.Contains(log, []byte("5.7.3 STARTTLS is required")) {
 		t.Errorf("serve did not say why it held the message:\n%s", log)
+	}
+}
+
+// startNSD runs NLnet Labs' NSD, authoritative for the given zones, on a
+// free 127.0.0.1 port, as an unprivileged foreground process; it returns
+// "127.0.0.1:port".
+func startNSD(t *testing.T, zones map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	port := freePort(t)
+	conf := fmt.Sprintf(`server:
+  ip-address: 127.0.0.1
+  port: %d
+  username: ""
+  chroot: ""
+  zonesdir: "%[2]s"
+  database: ""
+  zonelistfile: "%[2]s/zone.list"
+  xfrdfile: "%[2]s/xfrd.state"
+  xfrdir: "%[2]s"
+  pidfile: "%[2]s/nsd.pid"
+  logfile: "%[2]s/nsd.log"
+  server-count: 1
+remote-control:
+  control-enable: no
+`, port, dir)
+	for name, zone := range zones {
+		conf += fmt.Sprintf("zone:\n  name: %s\n  zonefile: %s.zone\n", name, name)
+		if err := os.WriteFile(filepath.Join(dir, name+".zone"), []byte(zone), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	confPath := filepath.Join(dir, "nsd.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("nsd-checkconf", confPath).CombinedOutput(); err != nil {
+		t.Fatalf("nsd-checkconf: %v\n%s", err, out)
+	}
+	cmd := exec.Command("nsd", "-d", "-c", confPath)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	waitFor(t, 10*time.Second, func() bool {
+		log, _ := os.ReadFile(filepath.Join(dir, "nsd.log"))
+		return bytes.Contains(log, []byte("nsd started"))
+	}, "nsd to start")
+	return addr
+}
+
+// Seed 000's Internet connector against a DNS server nobody here wrote:
+// NSD serves example.test with MX 10 mx1 (down) and MX 20 mx2 (smtp-sink),
+// so the message reaches mx2; a null MX domain bounces, and the NDR finds
+// its way to the sender's domain through NSD as well.
+func TestInteropMXThroughNSD(t *testing.T) {
+	mx2 := startSinkOn(t, "127.0.0.3", 0)
+	dns := startNSD(t, map[string]string{
+		"example.test": `$ORIGIN example.test.
+$TTL 300
+@   IN SOA ns hostmaster 1 60 60 60 60
+@   IN NS ns
+ns  IN A 127.0.0.1
+@   IN MX 10 mx1
+@   IN MX 20 mx2
+mx1 IN A 127.0.0.2
+mx2 IN A 127.0.0.3
+`,
+		"contoso.com": `$ORIGIN contoso.com.
+$TTL 300
+@   IN SOA ns hostmaster 1 60 60 60 60
+@   IN NS ns
+ns  IN A 127.0.0.1
+@   IN MX 10 mx2.example.test.
+`,
+		"nullmx.test": `$ORIGIN nullmx.test.
+$TTL 300
+@   IN SOA ns hostmaster 1 60 60 60 60
+@   IN NS ns
+ns  IN A 127.0.0.1
+@   IN MX 0 .
+`,
+	})
+	e := newInteropEnv(t, "SENDCONN_DNS_INTERNAL_SERVERS="+dns)
+	e.run("new", "--name", "Internet", "--internet", "--address-spaces", "*", "--port", fmt.Sprint(mx2.port))
+	e.serve()
+	if out, err := e.swaks("a@example.test"); err != nil {
+		t.Fatalf("swaks: %v\n%s", err, out)
+	}
+	if got := mx2.wait(t, 1); !strings.Contains(got[0], "X-Rcpt-Args: <a@example.test>") {
+		t.Fatalf("mx2 got:\n%s", got[0])
+	}
+	if out, err := e.swaks("b@nullmx.test"); err != nil {
+		t.Fatalf("swaks: %v\n%s", err, out)
+	}
+	ndr := newest(t, mx2, mx2.wait(t, 2))
+	for _, want := range []string{"X-Mail-Args: <>", "X-Rcpt-Args: <app@contoso.com>", "multipart/report", "Final-Recipient: rfc822;b@nullmx.test", "Status: 5.1.10"} {
+		if !strings.Contains(ndr, want) {
+			t.Errorf("NDR lacks %q:\n%s", want, ndr)
+		}
+	}
+	if strings.Contains(ndr, "X-MS-Exchange-Organization-") {
+		t.Errorf("the NDR carries Organization headers:\n%s", ndr)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/sendconn/sendconn/pkg/store"
+	"github.com/sendconn/sendconn/pkg/transport/admin"
 )
 
 // TestMain lets the test binary act as sendconn (and as small helper
@@ -41,6 +42,7 @@ func TestMain(m *testing.M) {
 		},
 		"smtpsink":   smtpSinkMain,
 		"smtpsubmit": smtpSubmitMain,
+		"dnsserver":  dnsServerMain,
 	})
 }
 
@@ -60,6 +62,7 @@ func TestScripts(t *testing.T) {
 			"filemode":  cmdFileMode,
 			"notexists": cmdNotExists,
 			"envfile":   cmdEnvFile,
+			"waitqueue": cmdWaitQueue,
 		},
 	})
 }
@@ -115,4 +118,35 @@ func cmdNotExists(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("%s exists", a)
 		}
 	}
+}
+
+// waitqueue IDENTITY STATUS [COUNT]: wait (bounded) until the running
+// serve (at $SENDCONN_ADMIN_SOCKET) shows the queue in STATUS, holding
+// COUNT messages when given; STATUS "gone" waits until it is not listed.
+// Scripts wait for a state, never with sleep.
+func cmdWaitQueue(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 || len(args) > 3 {
+		ts.Fatalf("usage: waitqueue IDENTITY STATUS [COUNT]")
+	}
+	c := admin.NewClient(ts.Getenv("SENDCONN_ADMIN_SOCKET"))
+	var last string
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		qs, err := c.Queues(context.Background(), "")
+		last = fmt.Sprint(qs, err)
+		found, listed := false, false
+		for _, q := range qs {
+			if strings.EqualFold(q.NextHopDomain, args[0]) {
+				listed = true
+				if q.Status == args[1] && (len(args) < 3 || fmt.Sprint(q.MessageCount) == args[2]) {
+					found = true
+				}
+			}
+		}
+		if err == nil && (found || (args[1] == "gone" && !listed)) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ts.Fatalf("queue %s did not reach %s within 20s; last seen: %s", args[0], args[1], last)
 }

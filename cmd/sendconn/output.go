@@ -113,6 +113,16 @@ func (o *outputOptions) selectColumns(kind *objectKind) ([]column, error) {
 	return out, nil
 }
 
+// pointersTo returns a pointer to each element of xs, as printers take
+// them.
+func pointersTo[T any](xs []T) []any {
+	objs := make([]any, len(xs))
+	for i := range xs {
+		objs[i] = &xs[i]
+	}
+	return objs
+}
+
 // printObjects writes objs in the chosen format.
 func printObjects(w io.Writer, kind *objectKind, objs []any, o outputOptions) error {
 	if o.Format == "name" {

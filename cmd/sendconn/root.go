@@ -58,6 +58,8 @@ The commands mirror Exchange's cmdlets and answer to their names too:
   new, set, get, remove              New-, Set-, Get-, Remove-SendConnector
   permission add, remove, get        Add-, Remove-, Get-ADPermission
   accepted-domain new, get, remove   New-, Get-, Remove-AcceptedDomain
+  queue get, retry, suspend, resume  Get-, Retry-, Suspend-, Resume-Queue
+  message get, remove, ...           Get-, Remove-, Suspend-, Resume-Message
 Parameters may be written as flags (--dns-routing-enabled=false) or as in
 the Exchange Management Shell (-DNSRoutingEnabled '$false').`,
 		SilenceErrors: true,
@@ -85,6 +87,7 @@ the Exchange Management Shell (-DNSRoutingEnabled '$false').`,
 	root.AddCommand(
 		newNewCmd(app), newSetCmd(app), newGetCmd(app), newRemoveCmd(app),
 		newPermissionCmd(app), newAcceptedDomainCmd(app), newServeCmd(app),
+		newQueueCmd(app), newMessageCmd(app),
 		newVersionCmd(app), newGenDocsCmd(app),
 	)
 	root.InitDefaultCompletionCmd()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -19,8 +20,10 @@ import (
 	"github.com/sendconn/sendconn/pkg/permissions"
 	"github.com/sendconn/sendconn/pkg/store"
 	"github.com/sendconn/sendconn/pkg/transport"
+	"github.com/sendconn/sendconn/pkg/transport/admin"
 	"github.com/sendconn/sendconn/pkg/transport/delivery"
 	"github.com/sendconn/sendconn/pkg/transport/receive"
+	"github.com/sendconn/sendconn/pkg/transport/resolver"
 )
 
 type serveOptions struct {
@@ -86,6 +89,20 @@ func runServe(ctx context.Context, app *App, cmd *cobra.Command, o *serveOptions
 			return fmt.Errorf("write ready file: %w", err)
 		}
 	}
+	if cfg.AdminSocket != "" {
+		aln, err := admin.Listen(cfg.AdminSocket)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		actx, stopAdmin := context.WithCancel(context.Background())
+		defer stopAdmin()
+		go func() {
+			if err := admin.Serve(actx, aln, srv, logger); err != nil {
+				logger.Error("admin socket stopped", "err", err)
+			}
+		}()
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -114,6 +131,7 @@ func reloadConfig(app *App, cmd *cobra.Command, running *Config, srv *transport.
 		TransientFailureRetryInterval: next.TransientFailureRetryInterval,
 		MessageRetryInterval:          next.MessageRetryInterval,
 		MessageExpirationTimeout:      next.MessageExpirationTimeout,
+		DelayNotificationTimeout:      next.DelayNotificationTimeout,
 	})
 	var restart []string
 	for key, changed := range map[string]bool{
@@ -122,6 +140,8 @@ func reloadConfig(app *App, cmd *cobra.Command, running *Config, srv *transport.
 		"store":         next.Store != running.Store,
 		"tls.*":         fmt.Sprint(next.TLSCAFile, next.TLSCertificates) != fmt.Sprint(running.TLSCAFile, running.TLSCertificates),
 		"server.*":      fmt.Sprint(next.ServerName, next.ServerFQDN, next.ServerSite) != fmt.Sprint(running.ServerName, running.ServerFQDN, running.ServerSite),
+		"admin.socket":  next.AdminSocket != running.AdminSocket,
+		"dns.*":         fmt.Sprint(next.DNSInternalServers, next.DNSExternalServers) != fmt.Sprint(running.DNSInternalServers, running.DNSExternalServers),
 		"transport.max": next.MaxOutboundConnections != running.MaxOutboundConnections || next.MaxPerDomainOutboundConnections != running.MaxPerDomainOutboundConnections,
 	} {
 		if changed {
@@ -173,6 +193,18 @@ func transportOptions(cfg *Config, logger *slog.Logger) (transport.Options, erro
 		rc.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	dc := delivery.Config{ServerFQDN: fqdn}
+	var err error
+	if dc.Resolver, err = dnsResolver("dns.internal-servers", cfg.DNSInternalServers); err != nil {
+		return transport.Options{}, err
+	}
+	if len(cfg.DNSExternalServers) > 0 {
+		if dc.ExternalResolver, err = dnsResolver("dns.external-servers", cfg.DNSExternalServers); err != nil {
+			return transport.Options{}, err
+		}
+	}
+	if dc.Self, err = selfAddresses(cfg.ReceiveListen); err != nil {
+		return transport.Options{}, err
+	}
 	if cfg.TLSCAFile != "" {
 		pem, err := os.ReadFile(cfg.TLSCAFile)
 		if err != nil {
@@ -193,6 +225,7 @@ func transportOptions(cfg *Config, logger *slog.Logger) (transport.Options, erro
 	return transport.Options{
 		ServerName: cfg.ServerName,
 		ServerSite: cfg.ServerSite,
+		ServerFQDN: fqdn,
 		QueueDir:   cfg.QueueDir,
 		Receive:    rc,
 		Delivery:   dc,
@@ -201,6 +234,7 @@ func transportOptions(cfg *Config, logger *slog.Logger) (transport.Options, erro
 			TransientFailureRetryInterval: cfg.TransientFailureRetryInterval,
 			MessageRetryInterval:          cfg.MessageRetryInterval,
 			MessageExpirationTimeout:      cfg.MessageExpirationTimeout,
+			DelayNotificationTimeout:      cfg.DelayNotificationTimeout,
 		},
 		MaxOutboundConnections:     cfg.MaxOutboundConnections,
 		MaxPerConnectorConnections: cfg.MaxPerDomainOutboundConnections,
@@ -239,4 +273,51 @@ func (ss storeSource) Snapshot(ctx context.Context) (*transport.Snapshot, error)
 		return err
 	})
 	return snap, err
+}
+
+// dnsResolver builds the resolver for a dns.* key: the servers it lists,
+// or those of /etc/resolv.conf when it lists none.
+func dnsResolver(key string, servers []string) (*resolver.Resolver, error) {
+	if len(servers) == 0 {
+		var err error
+		if servers, err = resolver.ServersFromResolvConf("/etc/resolv.conf"); err != nil {
+			return nil, fmt.Errorf("%s is not set and /etc/resolv.conf gives no servers: %w", key, err)
+		}
+	}
+	r, err := resolver.New(resolver.Config{Servers: servers})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	return r, nil
+}
+
+// selfAddresses are the addresses this server receives mail on, for
+// recognising an MX that points back here: the listen address, or every
+// local address when it listens on all of them.
+func selfAddresses(listen string) ([]netip.AddrPort, error) {
+	ap, err := netip.ParseAddrPort(listen)
+	if err != nil {
+		host, port, serr := net.SplitHostPort(listen)
+		if serr != nil || host != "" {
+			return nil, fmt.Errorf("receive.listen %q: %w", listen, err)
+		}
+		ap, err = netip.ParseAddrPort(net.JoinHostPort("::", port))
+		if err != nil {
+			return nil, fmt.Errorf("receive.listen %q: %w", listen, err)
+		}
+	}
+	if !ap.Addr().IsUnspecified() {
+		return []netip.AddrPort{ap}, nil
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, fmt.Errorf("list local addresses: %w", err)
+	}
+	var out []netip.AddrPort
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			out = append(out, netip.AddrPortFrom(p.Addr(), ap.Port()))
+		}
+	}
+	return out, nil
 }

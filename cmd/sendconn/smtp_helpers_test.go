@@ -13,17 +13,24 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/sendconn/sendconn/pkg/transport/testdns"
 )
 
-// smtpsink DIR READYFILE: a smart host for scripts. It listens on a free
-// loopback port, writes the port to READYFILE, and stores each message as
-// DIR/N.eml (envelope lines first, as smtp-sink does) until killed.
+// smtpsink DIR READYFILE [ADDR]: a smart host for scripts. It listens on
+// ADDR (default 127.0.0.1:0, a free loopback port), writes the port to
+// READYFILE, and stores each message as DIR/N.eml (envelope lines first,
+// as smtp-sink does) until killed.
 func smtpSinkMain() {
 	dir, ready := os.Args[1], os.Args[2]
+	addr := "127.0.0.1:0"
+	if len(os.Args) > 3 {
+		addr = os.Args[3]
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		fatal(err)
 	}
@@ -97,6 +104,28 @@ func smtpSubmitMain() {
 		fatal(err)
 	}
 	_ = c.Quit()
+	os.Exit(0)
+}
+
+// dnsserver ZONEFILE READYFILE: an authoritative DNS server on a free
+// 127.0.0.1 port (UDP and TCP) serving ZONEFILE; writes its address to
+// READYFILE and serves until killed.
+func dnsServerMain() {
+	zone, err := os.ReadFile(os.Args[1])
+	if err != nil {
+		fatal(err)
+	}
+	srv, err := testdns.Listen(string(zone))
+	if err != nil {
+		fatal(err)
+	}
+	if err := writeAtomic(os.Args[2], srv.Addr); err != nil {
+		fatal(err)
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	<-sig
+	_ = srv.Close()
 	os.Exit(0)
 }
 

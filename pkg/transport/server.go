@@ -48,18 +48,25 @@ type Source interface {
 	Snapshot(ctx context.Context) (*Snapshot, error)
 }
 
-// Retry is the retry and expiry schedule (Set-TransportService's names).
+// Retry is the retry, expiry and notification schedule
+// (Set-TransportService's names).
 type Retry struct {
 	TransientFailureRetryCount    int
 	TransientFailureRetryInterval time.Duration
 	MessageRetryInterval          time.Duration
 	MessageExpirationTimeout      time.Duration
+	// DelayNotificationTimeout is how long a message waits before its
+	// sender gets the one delay notice; 0 sends none.
+	DelayNotificationTimeout time.Duration
 }
 
 // Options configure a Server.
 type Options struct {
 	ServerName string
 	ServerSite string
+	// ServerFQDN names this server in the notifications it writes
+	// (Reporting-MTA, postmaster@); empty means ServerName.
+	ServerFQDN string
 	QueueDir   string
 	Receive    receive.Config
 	Delivery   delivery.Config
@@ -89,10 +96,13 @@ type Server struct {
 
 	wake     chan struct{}
 	mu       sync.Mutex
-	inFlight map[string]bool // message IDs being delivered
+	inFlight map[string]bool // message IDs claimed by a worker or an admin operation
+	active   map[hopKey]int  // deliveries in progress per queue
 	perConn  map[string]chan struct{}
 	outbound chan struct{}
 	workers  sync.WaitGroup
+
+	suspended *suspendedQueues
 }
 
 // routingConfig is one snapshot ready to route with.
@@ -119,12 +129,16 @@ func New(ctx context.Context, opts Options, src Source) (*Server, error) {
 	if opts.MaxPerConnectorConnections <= 0 {
 		opts.MaxPerConnectorConnections = 20
 	}
+	if opts.ServerFQDN == "" {
+		opts.ServerFQDN = opts.ServerName
+	}
 	s := &Server{
 		opts:     opts,
 		log:      opts.Logger,
 		src:      src,
 		wake:     make(chan struct{}, 1),
 		inFlight: map[string]bool{},
+		active:   map[hopKey]int{},
 		perConn:  map[string]chan struct{}{},
 		outbound: make(chan struct{}, opts.MaxOutboundConnections),
 	}
@@ -139,6 +153,10 @@ func New(ctx context.Context, opts Options, src Source) (*Server, error) {
 		return nil, err
 	}
 	s.queue = q
+	if s.suspended, err = loadSuspendedQueues(opts.QueueDir); err != nil {
+		_ = q.Close()
+		return nil, err
+	}
 	opts.Delivery.Logger = opts.Logger
 	s.deliverer = delivery.New(opts.Delivery)
 	rc := opts.Receive
@@ -158,8 +176,12 @@ func (s *Server) install(snap *Snapshot) {
 // spool adapts the queue to the receiving side and wakes the scheduler.
 type spool struct{ s *Server }
 
-func (sp spool) Put(from string, rcpts []string, meta map[string]string, body io.Reader) (string, error) {
-	m, err := sp.s.queue.Put(from, rcpts, meta, body)
+func (sp spool) Put(env receive.Envelope, body io.Reader) (string, error) {
+	qe := queue.Envelope{From: env.From, Meta: env.Meta, Return: env.Return, EnvelopeID: env.EnvelopeID}
+	for _, r := range env.Recipients {
+		qe.Recipients = append(qe.Recipients, queue.Recipient{Address: r.Address, Notify: r.Notify, ORCPT: r.ORCPT})
+	}
+	m, err := sp.s.queue.PutEnvelope(qe, body)
 	if err != nil {
 		return "", err
 	}
@@ -285,204 +307,5 @@ func (s *Server) rerouteWaiting() {
 				s.log.Error("queue update failed", "queue_id", m.ID, "err", err)
 			}
 		}
-	}
-}
-
-// scheduleLoop starts a delivery for every message with a due recipient,
-// when woken by a new message or a reload, and at least once a second for
-// retries that came due.
-func (s *Server) scheduleLoop(ctx, runCtx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		s.dispatchDue(runCtx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.wake:
-		case <-t.C:
-		}
-	}
-}
-
-func (s *Server) dispatchDue(ctx context.Context) {
-	now := s.opts.Now()
-	for _, m := range s.queue.Messages() {
-		if !hasDue(m, now) {
-			continue
-		}
-		s.mu.Lock()
-		busy := s.inFlight[m.ID]
-		if !busy {
-			s.inFlight[m.ID] = true
-		}
-		s.mu.Unlock()
-		if busy {
-			continue
-		}
-		select {
-		case s.outbound <- struct{}{}:
-		case <-ctx.Done():
-			s.done(m.ID)
-			return
-		}
-		s.workers.Add(1)
-		go func(id string) {
-			defer s.workers.Done()
-			defer func() { <-s.outbound }()
-			defer s.done(id)
-			s.attempt(ctx, id)
-		}(m.ID)
-	}
-}
-
-func (s *Server) done(id string) {
-	s.mu.Lock()
-	delete(s.inFlight, id)
-	s.mu.Unlock()
-}
-
-func hasDue(m *queue.Message, now time.Time) bool {
-	for _, r := range m.Recipients {
-		if r.Status == queue.Pending && !r.NextAttempt.After(now) {
-			return true
-		}
-	}
-	return false
-}
-
-// attempt routes the due recipients of one message and delivers each
-// connector's group, then records the results.
-func (s *Server) attempt(ctx context.Context, id string) {
-	m, err := s.queue.Get(id)
-	if err != nil {
-		return // removed meanwhile
-	}
-	now := s.opts.Now()
-	cfg := s.config.Load()
-	var due []string
-	byAddr := map[string]*queue.Recipient{}
-	for i := range m.Recipients {
-		r := &m.Recipients[i]
-		if r.Status == queue.Pending && !r.NextAttempt.After(now) {
-			due = append(due, r.Address)
-			byAddr[r.Address] = r
-		}
-	}
-	groups, unroutable := cfg.index.Bifurcate(due, m.Size)
-	for _, u := range unroutable {
-		r := byAddr[u.Recipient]
-		if u.Route.Outcome == routing.Rejected {
-			s.fail(m, r, u.Route.Reply())
-			continue
-		}
-		// Unreachable: wait for a configuration that routes it; a reload
-		// makes it due at once.
-		s.retryLater(m, r, routing.NoMatchingConnector, now)
-		s.log.Info("recipient unreachable", "queue_id", m.ID, "rcpt", r.Address, "reason", routing.NoMatchingConnector)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	for _, g := range groups {
-		conn := *g.Connector
-		rcpts := g.Recipients
-		g := g
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			release := s.acquireConnector(ctx, conn.Guid)
-			if release == nil {
-				return
-			}
-			defer release()
-			hop := delivery.Hop{Connector: conn, ACL: cfg.snap.ACLs[conn.Guid], Domain: g.Domain}
-			results := s.deliverer.Deliver(ctx, hop, delivery.Message{
-				ID: m.ID, From: m.From, Recipients: rcpts, Size: m.Size,
-				Open: func() (io.ReadCloser, error) { return s.queue.Body(m.ID) },
-			})
-			mu.Lock()
-			defer mu.Unlock()
-			for _, res := range results {
-				r := byAddr[res.Recipient]
-				switch res.Status {
-				case delivery.Delivered:
-					r.Status, r.LastError = queue.Delivered, res.Reply
-					r.Attempts++
-					s.log.Info("delivered", "queue_id", m.ID, "rcpt", r.Address, "connector", conn.Name, "host", res.Host, "reply", res.Reply)
-				case delivery.Permanent:
-					r.Attempts++
-					s.fail(m, r, res.Reply)
-				default:
-					s.retryLater(m, r, res.Reply, s.opts.Now())
-					s.log.Info("delivery deferred", "queue_id", m.ID, "rcpt", r.Address, "connector", conn.Name,
-						"reply", res.Reply, "attempts", r.Attempts, "next_attempt", r.NextAttempt.Format(time.RFC3339))
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	s.record(m)
-}
-
-// retryLater schedules the next attempt: TransientFailureRetryCount quick
-// retries, then MessageRetryInterval, until the message expires.
-func (s *Server) retryLater(m *queue.Message, r *queue.Recipient, reply string, now time.Time) {
-	rt := *s.retry.Load()
-	r.Attempts++
-	r.LastError = reply
-	if rt.MessageExpirationTimeout > 0 && now.Sub(m.Received) >= rt.MessageExpirationTimeout {
-		s.fail(m, r, "550 4.4.7 Message expired; last error: "+reply)
-		return
-	}
-	wait := rt.MessageRetryInterval
-	if r.Attempts <= rt.TransientFailureRetryCount && rt.TransientFailureRetryInterval > 0 {
-		wait = rt.TransientFailureRetryInterval
-	}
-	r.NextAttempt = now.Add(wait)
-}
-
-// fail records a permanent failure. The message stays in the queue with
-// the failure until delivery status notifications exist, so nothing is
-// dropped without a trace.
-func (s *Server) fail(m *queue.Message, r *queue.Recipient, reply string) {
-	r.Status, r.LastError = queue.Failed, reply
-	s.log.Warn("recipient failed permanently", "queue_id", m.ID, "rcpt", r.Address, "from", m.From, "reply", reply)
-}
-
-// record writes the new recipient state; a message whose recipients were
-// all delivered leaves the queue.
-func (s *Server) record(m *queue.Message) {
-	allDelivered := true
-	for _, r := range m.Recipients {
-		if r.Status != queue.Delivered {
-			allDelivered = false
-		}
-	}
-	var err error
-	if allDelivered {
-		err = s.queue.Remove(m.ID)
-	} else {
-		err = s.queue.Update(m)
-	}
-	if err != nil {
-		s.log.Error("queue update failed; the message will be retried", "queue_id", m.ID, "err", err)
-	}
-}
-
-// acquireConnector bounds the deliveries through one connector; nil when
-// ctx ended first.
-func (s *Server) acquireConnector(ctx context.Context, guid string) func() {
-	s.mu.Lock()
-	sem, ok := s.perConn[guid]
-	if !ok {
-		sem = make(chan struct{}, s.opts.MaxPerConnectorConnections)
-		s.perConn[guid] = sem
-	}
-	s.mu.Unlock()
-	select {
-	case sem <- struct{}{}:
-		return func() { <-sem }
-	case <-ctx.Done():
-		return nil
 	}
 }

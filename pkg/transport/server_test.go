@@ -101,6 +101,7 @@ func testOptions(dir string) Options {
 // running is a Server serving on loopback until the test ends.
 type running struct {
 	addr   string
+	srv    *Server
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -116,7 +117,7 @@ func startServer(t *testing.T, opts Options, src Source) *running {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{addr: ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
+	r := &running{addr: ln.Addr().String(), srv: srv, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- srv.Run(ctx, ln) }()
 	t.Cleanup(func() { r.stop(t) })
 	return r
