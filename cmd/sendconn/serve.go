@@ -41,14 +41,20 @@ authenticated receive.users), answers 250 only once a message is safely on
 disk in queue.dir, routes each recipient to a Send connector, and delivers
 through the connector's smart hosts (or the recipient domain's MX) with the
 connector's TLS and authentication, stripping the headers the connector's
-permissions do not let through.
+permissions do not let through. MX lookups ask dns.internal-servers (default:
+/etc/resolv.conf). Mail that cannot be delivered goes back to its sender as a
+non-delivery report; mail that waits transport.delay-notification-timeout gets
+one delay notice.
+
+The queue and message commands (Get-Queue, Get-Message, ...) talk to it over
+admin.socket, a Unix socket only its own user can use.
 
 Changes made with new, set, remove and permission reach the running
 transport within 2 seconds. SIGHUP re-reads the store at once, and the
 configuration file's log level and retry schedule. SIGTERM (or
 Ctrl-C) stops accepting, lets deliveries in flight finish within
 transport.shutdown-timeout and exits 0; the queue is picked up by the next
-start. See docs/operations.md.`,
+start. See docs/operations.md, docs/queues.md and docs/ndr.md.`,
 		Example: `  sendconn serve
   sendconn serve --config /etc/sendconn/sendconn.yaml --log-format json
   SENDCONN_RECEIVE_LISTEN=127.0.0.1:2526 sendconn serve --ready-file /run/sendconn/ready`,

@@ -407,3 +407,25 @@ func TestRemoveMessage(t *testing.T) {
 		t.Errorf("NDR:\n%s", rep.status)
 	}
 }
+
+// A message bigger than every connector that would take it bounces at
+// once with ROUTING.SizeLimit.
+func TestSizeLimitNDR(t *testing.T) {
+	notify := testsmtp.Start(t, testsmtp.Options{})
+	small := smartHost(t, "Small", "fabrikam.com", notify.Port())
+	small.MaxMessageSize = 100
+	src := &memSource{}
+	src.set(small, smartHost(t, "Home", "contoso.com", notify.Port()))
+	r := startServer(t, testOptions(t.TempDir()), src)
+	if err := submitFrom(r.addr, "app@contoso.com", nil, nil, "bob@fabrikam.com"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the NDR", 10*time.Second, func() bool { return len(notices(notify)) == 1 })
+	rep := parseReport(t, notices(notify)[0])
+	if !strings.Contains(rep.status, "Status: 5.3.4") || !strings.Contains(rep.status, "550 5.3.4 ROUTING.SizeLimit") {
+		t.Errorf("NDR:\n%s", rep.status)
+	}
+	if n := len(notify.Messages()); n != 1 {
+		t.Errorf("%d messages at the host, want only the NDR", n)
+	}
+}

@@ -332,7 +332,8 @@ func (s *Server) messageInfo(m *queue.Message, p placement, now time.Time, rt Re
 	for _, i := range p.rcpts {
 		r := m.Recipients[i]
 		st := StatusReady
-		if r.NextAttempt.After(now) && r.LastError != "" {
+		// Unreachable waits for a configuration change, not a retry.
+		if r.NextAttempt.After(now) && r.LastError != "" && p.key != unreachableKey {
 			st, waiting = StatusRetry, true
 		}
 		mi.Recipients = append(mi.Recipients, RecipientInfo{Address: r.Address, Status: st, LastError: r.LastError})
