@@ -203,9 +203,12 @@ func transportOptions(cfg *Config, logger *slog.Logger) (transport.Options, erro
 	if dc.Resolver, err = dnsResolver("dns.internal-servers", cfg.DNSInternalServers); err != nil {
 		return transport.Options{}, err
 	}
-	if len(cfg.DNSExternalServers) > 0 {
-		if dc.ExternalResolver, err = dnsResolver("dns.external-servers", cfg.DNSExternalServers); err != nil {
-			return transport.Options{}, err
+	if dc.ExternalResolver, err = dnsResolver("dns.external-servers", cfg.DNSExternalServers); err != nil {
+		return transport.Options{}, err
+	}
+	if dc.Resolver == nil {
+		if _, err := resolver.ServersFromResolvConf("/etc/resolv.conf"); err != nil {
+			logger.Warn("dns.internal-servers is not set and /etc/resolv.conf names no usable server: MX routing and smart host names will not resolve", "err", err)
 		}
 	}
 	if dc.Self, err = selfAddresses(cfg.ReceiveListen); err != nil {
@@ -281,14 +284,14 @@ func (ss storeSource) Snapshot(ctx context.Context) (*transport.Snapshot, error)
 	return snap, err
 }
 
-// dnsResolver builds the resolver for a dns.* key: the servers it lists,
-// or those of /etc/resolv.conf when it lists none.
-func dnsResolver(key string, servers []string) (*resolver.Resolver, error) {
+// dnsResolver builds the resolver for a dns.* key from the servers it
+// lists. With none listed it returns nil: the deliverer then asks the
+// servers of /etc/resolv.conf, or, if that names none, fails every lookup
+// transiently with the reason, so that smart hosts given as IP addresses
+// still work on a machine without DNS.
+func dnsResolver(key string, servers []string) (delivery.Resolver, error) {
 	if len(servers) == 0 {
-		var err error
-		if servers, err = resolver.ServersFromResolvConf("/etc/resolv.conf"); err != nil {
-			return nil, fmt.Errorf("%s is not set and /etc/resolv.conf gives no servers: %w", key, err)
-		}
+		return nil, nil
 	}
 	r, err := resolver.New(resolver.Config{Servers: servers})
 	if err != nil {
