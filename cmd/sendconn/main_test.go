@@ -63,6 +63,7 @@ func TestScripts(t *testing.T) {
 			"notexists": cmdNotExists,
 			"envfile":   cmdEnvFile,
 			"waitqueue": cmdWaitQueue,
+			"gencert":   cmdGenCert,
 		},
 	})
 }

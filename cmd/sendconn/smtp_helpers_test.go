@@ -1,8 +1,16 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"os"
 	"os/signal"
@@ -10,7 +18,9 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -20,7 +30,8 @@ import (
 // smtpsink DIR READYFILE [ADDR]: a smart host for scripts. It listens on
 // ADDR (default 127.0.0.1:0, a free loopback port), writes the port to
 // READYFILE, and stores each message as DIR/N.eml (envelope lines first,
-// as smtp-sink does) until killed.
+// as smtp-sink does) until killed. With $SINK_TLS_CERT and $SINK_TLS_KEY
+// it offers STARTTLS; with $SINK_USERS (user:password) AUTH after TLS.
 func smtpSinkMain() {
 	dir, ready := os.Args[1], os.Args[2]
 	addr := "127.0.0.1:0"
@@ -34,8 +45,19 @@ func smtpSinkMain() {
 	if err != nil {
 		fatal(err)
 	}
-	srv := smtp.NewServer(&sinkBackend{dir: dir})
+	b := &sinkBackend{dir: dir}
+	if u, p, ok := strings.Cut(os.Getenv("SINK_USERS"), ":"); ok {
+		b.user, b.pass = u, p
+	}
+	srv := smtp.NewServer(b)
 	srv.Domain = "sink.test"
+	if cert := os.Getenv("SINK_TLS_CERT"); cert != "" {
+		pair, err := tls.LoadX509KeyPair(cert, os.Getenv("SINK_TLS_KEY"))
+		if err != nil {
+			fatal(err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{pair}}
+	}
 	go func() { _ = srv.Serve(ln) }()
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	if err := writeAtomic(ready, port); err != nil {
@@ -49,9 +71,10 @@ func smtpSinkMain() {
 }
 
 type sinkBackend struct {
-	dir string
-	mu  sync.Mutex
-	n   int
+	dir        string
+	user, pass string
+	mu         sync.Mutex
+	n          int
 }
 
 func (b *sinkBackend) NewSession(c *smtp.Conn) (smtp.Session, error) {
@@ -63,6 +86,22 @@ type sinkSession struct {
 	c     *smtp.Conn
 	from  string
 	rcpts []string
+}
+
+func (s *sinkSession) AuthMechanisms() []string {
+	if s.b.user == "" {
+		return nil
+	}
+	return []string{sasl.Plain}
+}
+
+func (s *sinkSession) Auth(string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(_, user, pass string) error {
+		if user != s.b.user || pass != s.b.pass {
+			return smtp.ErrAuthFailed
+		}
+		return nil
+	}), nil
 }
 
 func (s *sinkSession) Mail(from string, _ *smtp.MailOptions) error { s.from = from; return nil }
@@ -139,6 +178,53 @@ func writeAtomic(path, content string) error {
 func fatal(err error) {
 	fmt.Fprintln(os.Stderr, err)
 	os.Exit(1)
+}
+
+// gencert DIR NAME...: write a test CA (DIR/ca.pem) and a certificate it
+// issued for the names (DIR/cert.pem, DIR/key.pem), so scripts can run
+// STARTTLS smart hosts and point tls.ca-file at the CA.
+func cmdGenCert(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: gencert DIR NAME...")
+	}
+	dir := ts.MkAbs(args[0])
+	ts.Check(os.MkdirAll(dir, 0o755))
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ts.Check(err)
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sendconn test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	ts.Check(err)
+	ca, err := x509.ParseCertificate(caDER)
+	ts.Check(err)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ts.Check(err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: args[1]},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, n := range args[1:] {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	ts.Check(err)
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	ts.Check(err)
+	write := func(name, typ string, b []byte) {
+		ts.Check(os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600))
+	}
+	write("ca.pem", "CERTIFICATE", caDER)
+	write("cert.pem", "CERTIFICATE", der)
+	write("key.pem", "EC PRIVATE KEY", keyDER)
 }
 
 // envfile VAR FILE: set VAR to FILE's content, trimmed, so a script can use

@@ -431,17 +431,29 @@ func (d *Deliverer) putIdle(key string, s *session, timeout time.Duration) {
 // the connector's rules. Any failure is a hostError: the next host may do
 // better.
 func (d *Deliverer) connect(ctx context.Context, hop Hop, h nextHop) (*session, error) {
+	return d.connectObserved(ctx, hop, h, nil)
+}
+
+// connectObserved is connect, telling obs (when not nil) how far it got
+// and what it saw, for test-connector.
+func (d *Deliverer) connectObserved(ctx context.Context, hop Hop, h nextHop, obs *observation) (*session, error) {
+	if obs == nil {
+		obs = &observation{}
+	}
 	c := &hop.Connector
 	timeout := c.ConnectionInactivityTimeOut.Duration()
+	obs.stage = StageConnect
 	conn, err := d.dial(ctx, c.SourceIPAddress, h.addr)
 	if err != nil {
 		return nil, &hostError{reply: fmt.Sprintf("441 4.4.1 connection to %s failed: %v", h.addr, err)}
 	}
+	obs.stage = StageBanner
 	client, err := smtpclient.NewClient(conn, timeout)
 	if err != nil {
 		_ = conn.Close()
 		return nil, &hostError{reply: asReply(err)}
 	}
+	obs.banner = client.Greeting()
 	fail := func(reply string) (*session, error) {
 		_ = client.Quit()
 		return nil, &hostError{reply: reply}
@@ -450,20 +462,36 @@ func (d *Deliverer) connect(ctx context.Context, hop Hop, h nextHop) (*session, 
 	if ehloName == "" {
 		ehloName = d.cfg.ServerFQDN
 	}
+	obs.stage = StageEHLO
 	if err := client.Hello(ehloName, c.ForceHELO); err != nil {
 		return fail(asReply(err))
 	}
+	obs.extensions = client.Extensions()
 	offered, _ := client.Extension("STARTTLS")
 	switch {
 	case !c.IgnoreSTARTTLS && offered:
+		obs.stage = StageSTARTTLS
 		cfg, verifiedName := d.tlsConfig(hop, h)
+		verify := cfg.VerifyConnection
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			// Seen before it is judged, so a rejected certificate can
+			// still be shown.
+			obs.tls = &cs
+			if verify != nil {
+				return verify(cs)
+			}
+			return nil
+		}
 		if err := client.StartTLS(cfg, ehloName, c.ForceHELO); err != nil {
 			if isCertError(err) {
+				obs.stage = StageCertificate
 				return fail(fmt.Sprintf("454 4.7.5 Certificate validation failure: %v", err))
 			}
 			return fail(fmt.Sprintf("454 4.7.0 STARTTLS failed: %v", err))
 		}
+		obs.extensions = client.Extensions()
 		if c.SmartHostAuthMechanism == connector.AuthBasicRequireTLS && !verifiedName {
+			obs.stage = StageCertificate
 			// The chain was checked above only when the connector's
 			// TlsAuthLevel asked; credentials need the name as well.
 			if err := verifyChain(client.TLS(), d.cfg.RootCAs, h.tlsFor); err != nil {
@@ -474,17 +502,24 @@ func (d *Deliverer) connect(ctx context.Context, hop Hop, h nextHop) (*session, 
 		return fail("451 5.7.3 STARTTLS is required to send mail")
 	}
 	principal := permissions.AnonymousLogon
+	obs.stage = StageAuth
 	switch c.SmartHostAuthMechanism {
 	case connector.AuthBasic, connector.AuthBasicRequireTLS:
 		if c.SmartHostAuthMechanism == connector.AuthBasicRequireTLS && client.TLS() == nil {
 			return fail("451 4.7.0 BasicAuthRequireTLS: the smart host offers no TLS, credentials not sent")
 		}
-		if err := authenticate(client, c.AuthenticationCredential); err != nil {
+		mech, err := authenticate(client, c.AuthenticationCredential)
+		if err != nil {
 			return fail(asReply(err))
 		}
+		obs.auth = mech + " as " + c.AuthenticationCredential.UserName
 	case connector.AuthExternalAuthoritative:
 		principal = permissions.ExternallySecuredServers
+		obs.auth = "none (ExternalAuthoritative: the smart host is trusted)"
+	default:
+		obs.auth = "none"
 	}
+	obs.stage = StageDone
 	return &session{c: client, host: h.name, principal: principal}, nil
 }
 
@@ -588,13 +623,13 @@ func isCertError(err error) bool {
 }
 
 // authenticate uses PLAIN when offered, else LOGIN.
-func authenticate(client *smtpclient.Client, cred *connector.Credential) error {
+func authenticate(client *smtpclient.Client, cred *connector.Credential) (mech string, err error) {
 	if cred == nil {
-		return errors.New("530 5.7.0 the connector has no credential")
+		return "", errors.New("530 5.7.0 the connector has no credential")
 	}
 	ok, mechs := client.Extension("AUTH")
 	if !ok {
-		return errors.New("530 5.7.0 the smart host offers no AUTH")
+		return "", errors.New("530 5.7.0 the smart host offers no AUTH")
 	}
 	offered := strings.Fields(strings.ToUpper(mechs))
 	has := func(m string) bool {
@@ -607,11 +642,11 @@ func authenticate(client *smtpclient.Client, cred *connector.Credential) error {
 	}
 	switch {
 	case has(sasl.Plain):
-		return client.Auth(sasl.NewPlainClient("", cred.UserName, cred.Password.Reveal()))
+		return sasl.Plain, client.Auth(sasl.NewPlainClient("", cred.UserName, cred.Password.Reveal()))
 	case has(sasl.Login):
-		return client.Auth(sasl.NewLoginClient(cred.UserName, cred.Password.Reveal()))
+		return sasl.Login, client.Auth(sasl.NewLoginClient(cred.UserName, cred.Password.Reveal()))
 	}
-	return fmt.Errorf("504 5.7.4 the smart host offers neither PLAIN nor LOGIN (offers %s)", mechs)
+	return "", fmt.Errorf("504 5.7.4 the smart host offers neither PLAIN nor LOGIN (offers %s)", mechs)
 }
 
 // transaction sends one message over an open session. reusable says the

@@ -133,6 +133,9 @@ func (c *Client) MaxSize() int64 {
 	return n
 }
 
+// Greeting is the text of the server's 220 banner.
+func (c *Client) Greeting() string { return c.greeting }
+
 // TLS returns the connection state once STARTTLS succeeded.
 func (c *Client) TLS() *tls.ConnectionState { return c.tls }
 
