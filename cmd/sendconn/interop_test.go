@@ -492,3 +492,29 @@ ns  IN A 127.0.0.1
 		t.Errorf("the NDR carries Organization headers:\n%s", ndr)
 	}
 }
+
+// The Prometheus endpoint, fetched with curl after traffic, counts the
+// delivery under the connector that carried it.
+func TestInteropMetrics(t *testing.T) {
+	port := freePort(t)
+	e := newInteropEnv(t, fmt.Sprintf("SENDCONN_ADMIN_METRICS_LISTEN=127.0.0.1:%d", port))
+	sk := startSink(t, 0)
+	e.run("new", "--name", "Smart host to Internet", "--address-spaces", "*", "--smart-hosts", "127.0.0.1", "--port", fmt.Sprint(sk.port))
+	e.serve()
+	if out, err := e.swaks("bob@fabrikam.com"); err != nil {
+		t.Fatalf("swaks: %v\n%s", err, out)
+	}
+	sk.wait(t, 1)
+	want := `sendconn_recipients_delivered_total{connector="Smart host to Internet"} 1`
+	var body string
+	waitFor(t, 10*time.Second, func() bool {
+		out, err := exec.Command("curl", "-fsS", fmt.Sprintf("http://127.0.0.1:%d/metrics", port)).Output()
+		body = string(out)
+		return err == nil && strings.Contains(body, want)
+	}, "the delivered counter at /metrics")
+	for _, series := range []string{"sendconn_messages_received_total 1", `sendconn_outbound_sessions_total{connector="Smart host to Internet",outcome="plain"} 1`, "sendconn_queue_length 0"} {
+		if !strings.Contains(body, series) {
+			t.Errorf("/metrics lacks %q", series)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -14,7 +15,11 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/sendconn/sendconn/pkg/permissions"
@@ -78,6 +83,12 @@ func runServe(ctx context.Context, app *App, cmd *cobra.Command, o *serveOptions
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	var reg *prometheus.Registry
+	if cfg.AdminMetricsListen != "" {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		opts.Metrics = reg
+	}
 	srv, err := transport.New(ctx, opts, storeSource{s: app.store(), orgDomain: cfg.OrganizationDomain})
 	if err != nil {
 		return err
@@ -108,6 +119,17 @@ func runServe(ctx context.Context, app *App, cmd *cobra.Command, o *serveOptions
 				logger.Error("admin socket stopped", "err", err)
 			}
 		}()
+	}
+	if reg != nil {
+		mln, err := listenMetrics(cfg.AdminMetricsListen, logger)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		msrv := &http.Server{Handler: metricsHandler(reg), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = msrv.Serve(mln) }()
+		defer msrv.Close()
+		logger.Info("metrics", "listen", mln.Addr().String())
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -329,4 +351,25 @@ func selfAddresses(listen string) ([]netip.AddrPort, error) {
 		}
 	}
 	return out, nil
+}
+
+// listenMetrics opens admin.metrics-listen. The metrics say how much mail
+// goes where; off loopback that is for the admin to decide, so it is
+// allowed with a warning.
+func listenMetrics(addr string, logger *slog.Logger) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin.metrics-listen %s: %w", addr, err)
+	}
+	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && !ap.Addr().IsLoopback() {
+		logger.Warn("metrics are served beyond loopback; restrict access to them", "listen", ln.Addr().String())
+	}
+	return ln, nil
+}
+
+// metricsHandler serves the Prometheus exposition at /metrics.
+func metricsHandler(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return mux
 }

@@ -134,6 +134,7 @@ func (s *Server) queueNotice(m *queue.Message, action dsn.Action, idx []int, unt
 	if err != nil {
 		return err
 	}
+	s.metrics.notification(string(action))
 	s.log.Info("notification queued", "queue_id", n.ID, "original", m.ID, "action", string(action), "to", m.From, "rcpts", len(rep.Recipients))
 	s.poke()
 	return nil

@@ -558,6 +558,9 @@ func (s *Server) RemoveMessage(ctx context.Context, identity string, withNDR boo
 			r.Status, r.LastError, r.Host, r.Notified = queue.Failed, adminRemoval, "", !withNDR
 		}
 		n = len(idx)
+		for range idx {
+			s.metrics.recipientFailed("")
+		}
 		s.log.Info("message removed by an administrator", "queue_id", m.ID, "rcpts", n, "with_ndr", withNDR)
 		s.settle(m, nil)
 		return nil

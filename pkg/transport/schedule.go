@@ -172,6 +172,7 @@ func (s *Server) expire(m *queue.Message) {
 			reply += ". Last error: " + r.LastError
 		}
 		r.Status, r.LastError = queue.Expired, reply
+		s.metrics.recipientFailed("")
 		s.log.Warn("message expired", "queue_id", m.ID, "rcpt", r.Address, "from", m.From, "reply", reply)
 	}
 }
@@ -217,8 +218,10 @@ func (s *Server) attempt(ctx context.Context, m *queue.Message, now time.Time) (
 		if u.Route.Outcome == routing.Rejected {
 			r.Attempts++
 			s.fail(m, r, u.Route.Reply())
+			s.metrics.recipientFailed("")
 			continue
 		}
+		s.metrics.recipientDeferred("")
 		// Unreachable: wait for a configuration that routes it; a reload
 		// makes it due at once.
 		r.Queue = unreachableQueue
@@ -308,6 +311,7 @@ func (s *Server) recordResults(m *queue.Message, conn *connector.SendConnector, 
 		case delivery.Delivered:
 			r.Status, r.LastError = queue.Delivered, res.Reply
 			r.Attempts++
+			s.metrics.recipientDelivered(conn.Name, m.Received, now)
 			s.log.Info("delivered", "queue_id", m.ID, "rcpt", r.Address, "connector", conn.Name, "host", res.Host, "reply", res.Reply)
 			if !res.RemoteDSN && wantsSuccess(r.Notify) {
 				onRelayed(r)
@@ -315,8 +319,10 @@ func (s *Server) recordResults(m *queue.Message, conn *connector.SendConnector, 
 		case delivery.Permanent:
 			r.Attempts++
 			s.fail(m, r, res.Reply)
+			s.metrics.recipientFailed(conn.Name)
 		default:
 			s.retryLater(r, res.Reply, now)
+			s.metrics.recipientDeferred(conn.Name)
 			s.log.Info("delivery deferred", "queue_id", m.ID, "rcpt", r.Address, "connector", conn.Name,
 				"reply", res.Reply, "attempts", r.Attempts, "next_attempt", r.NextAttempt.Format(time.RFC3339))
 		}

@@ -23,6 +23,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sendconn/sendconn/pkg/connector"
 	"github.com/sendconn/sendconn/pkg/permissions"
 	"github.com/sendconn/sendconn/pkg/transport/delivery"
@@ -79,8 +81,11 @@ type Options struct {
 	// 1 s, which keeps a change within the 2 s the admin is promised.
 	ReloadInterval  time.Duration
 	ShutdownTimeout time.Duration
-	Logger          *slog.Logger
-	Now             func() time.Time
+	// Metrics, when set, receives the Prometheus series of
+	// docs/metrics.md.
+	Metrics prometheus.Registerer
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Server is a running transport.
@@ -103,6 +108,7 @@ type Server struct {
 	workers  sync.WaitGroup
 
 	suspended *suspendedQueues
+	metrics   *metrics
 }
 
 // routingConfig is one snapshot ready to route with.
@@ -157,7 +163,15 @@ func New(ctx context.Context, opts Options, src Source) (*Server, error) {
 		_ = q.Close()
 		return nil, err
 	}
+	s.metrics = newMetrics(opts.Metrics, s)
 	opts.Delivery.Logger = opts.Logger
+	onSession := opts.Delivery.OnSession
+	opts.Delivery.OnSession = func(connector, outcome string) {
+		s.metrics.session(connector, outcome)
+		if onSession != nil {
+			onSession(connector, outcome)
+		}
+	}
 	s.deliverer = delivery.New(opts.Delivery)
 	rc := opts.Receive
 	rc.Logger = opts.Logger
@@ -185,6 +199,7 @@ func (sp spool) Put(env receive.Envelope, body io.Reader) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	sp.s.metrics.messageReceived()
 	sp.s.poke()
 	return m.ID, nil
 }
@@ -270,6 +285,7 @@ func (s *Server) reload(ctx context.Context, force bool) {
 	if !force {
 		rev, err := s.src.Revision(ctx)
 		if err != nil {
+			s.metrics.reload(err)
 			s.log.Warn("cannot read the store; keeping the last good configuration", "err", err, "revision", cur.snap.Revision)
 			return
 		}
@@ -278,6 +294,7 @@ func (s *Server) reload(ctx context.Context, force bool) {
 		}
 	}
 	snap, err := s.src.Snapshot(ctx)
+	s.metrics.reload(err)
 	if err != nil {
 		s.log.Warn("cannot read the store; keeping the last good configuration", "err", err, "revision", cur.snap.Revision)
 		return

@@ -114,6 +114,10 @@ type Config struct {
 	// pointing back here is recognised (SMTPSEND.DNS.MxLoopback).
 	Self   []netip.AddrPort
 	Logger *slog.Logger
+	// OnSession, when set, hears of every session set up for delivery:
+	// the connector and "tls", "plain", "tls_failed" (STARTTLS or the
+	// certificate check failed) or "failed" (anything else), for metrics.
+	OnSession func(connector, outcome string)
 	// DialTimeout bounds a TCP connect; 0 means 30 s.
 	DialTimeout time.Duration
 	// Dial replaces net.Dialer for tests; nil uses a Dialer with the
@@ -431,7 +435,21 @@ func (d *Deliverer) putIdle(key string, s *session, timeout time.Duration) {
 // the connector's rules. Any failure is a hostError: the next host may do
 // better.
 func (d *Deliverer) connect(ctx context.Context, hop Hop, h nextHop) (*session, error) {
-	return d.connectObserved(ctx, hop, h, nil)
+	obs := &observation{}
+	s, err := d.connectObserved(ctx, hop, h, obs)
+	if d.cfg.OnSession != nil {
+		outcome := "failed"
+		switch {
+		case err == nil && s.c.TLS() != nil:
+			outcome = "tls"
+		case err == nil:
+			outcome = "plain"
+		case obs.stage == StageSTARTTLS || obs.stage == StageCertificate:
+			outcome = "tls_failed"
+		}
+		d.cfg.OnSession(hop.Connector.Name, outcome)
+	}
+	return s, err
 }
 
 // connectObserved is connect, telling obs (when not nil) how far it got
