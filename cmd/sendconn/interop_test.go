@@ -73,6 +73,8 @@ func newInteropEnv(t *testing.T, extraEnv ...string) *interopEnv {
 		"SENDCONN_TRANSPORT_MESSAGE_RETRY_INTERVAL=1s",
 		"SENDCONN_TRANSPORT_SHUTDOWN_TIMEOUT=5s",
 		"SENDCONN_ADMIN_SOCKET="+filepath.Join(dir, "admin.sock"),
+		"SENDCONN_LOGS_MESSAGE_TRACKING_LOG_PATH="+filepath.Join(dir, "logs", "MessageTracking"),
+		"SENDCONN_LOGS_SEND_PROTOCOL_LOG_PATH="+filepath.Join(dir, "logs", "ProtocolLog", "SmtpSend"),
 	)
 	e.env = append(e.env, extraEnv...)
 	return e

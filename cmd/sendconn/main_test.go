@@ -54,6 +54,11 @@ func TestScripts(t *testing.T) {
 			env.Setenv("SENDCONN_STORE", filepath.Join(env.WorkDir, "sendconn.db"))
 			env.Setenv("SENDCONN_SERVER_NAME", "EX01")
 			env.Setenv("SENDCONN_STORE_TIMEOUT", "2s")
+			// Everything serve writes stays in the script's directory,
+			// also when the tests run as root.
+			env.Setenv("SENDCONN_ADMIN_SOCKET", filepath.Join(env.WorkDir, "admin.sock"))
+			env.Setenv("SENDCONN_LOGS_MESSAGE_TRACKING_LOG_PATH", filepath.Join(env.WorkDir, "logs", "MessageTracking"))
+			env.Setenv("SENDCONN_LOGS_SEND_PROTOCOL_LOG_PATH", filepath.Join(env.WorkDir, "logs", "ProtocolLog", "SmtpSend"))
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){

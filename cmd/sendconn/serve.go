@@ -27,8 +27,10 @@ import (
 	"github.com/sendconn/sendconn/pkg/transport"
 	"github.com/sendconn/sendconn/pkg/transport/admin"
 	"github.com/sendconn/sendconn/pkg/transport/delivery"
+	"github.com/sendconn/sendconn/pkg/transport/logfile"
 	"github.com/sendconn/sendconn/pkg/transport/receive"
 	"github.com/sendconn/sendconn/pkg/transport/resolver"
+	"github.com/sendconn/sendconn/pkg/transport/tracking"
 )
 
 type serveOptions struct {
@@ -89,6 +91,14 @@ func runServe(ctx context.Context, app *App, cmd *cobra.Command, o *serveOptions
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		opts.Metrics = reg
 	}
+	if opts.Tracking, err = tracking.Open(logfile.Config{
+		Dir: cfg.MessageTrackingLogPath, Version: version,
+		MaxFileSize: int64(cfg.MessageTrackingLogMaxFileSize), MaxDirectorySize: int64(cfg.MessageTrackingLogMaxDirSize),
+		MaxAge: cfg.MessageTrackingLogMaxAge,
+	}); err != nil {
+		return fmt.Errorf("logs.message-tracking-log-path: %w", err)
+	}
+	defer opts.Tracking.Close()
 	srv, err := transport.New(ctx, opts, storeSource{s: app.store(), orgDomain: cfg.OrganizationDomain})
 	if err != nil {
 		return err

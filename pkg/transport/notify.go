@@ -10,6 +10,7 @@ import (
 
 	"github.com/sendconn/sendconn/pkg/transport/dsn"
 	"github.com/sendconn/sendconn/pkg/transport/queue"
+	"github.com/sendconn/sendconn/pkg/transport/tracking"
 )
 
 // Meta keys of the notifications this server writes, so that queue
@@ -135,6 +136,12 @@ func (s *Server) queueNotice(m *queue.Message, action dsn.Action, idx []int, unt
 		return err
 	}
 	s.metrics.notification(string(action))
+	var about []string
+	for _, r := range rep.Recipients {
+		about = append(about, r.Address)
+	}
+	s.track(m, tracking.Event{EventID: "DSN", Source: "DSN", Recipients: []string{m.From},
+		RelatedRecipientAddress: strings.Join(about, ";"), Reference: n.ID, SourceContext: string(action)})
 	s.log.Info("notification queued", "queue_id", n.ID, "original", m.ID, "action", string(action), "to", m.From, "rcpts", len(rep.Recipients))
 	s.poke()
 	return nil

@@ -12,6 +12,7 @@ import (
 	"github.com/sendconn/sendconn/pkg/connector"
 	"github.com/sendconn/sendconn/pkg/transport/queue"
 	"github.com/sendconn/sendconn/pkg/transport/routing"
+	"github.com/sendconn/sendconn/pkg/transport/tracking"
 )
 
 // Exchange's DeliveryType values for the queues this server has.
@@ -558,9 +559,12 @@ func (s *Server) RemoveMessage(ctx context.Context, identity string, withNDR boo
 			r.Status, r.LastError, r.Host, r.Notified = queue.Failed, adminRemoval, "", !withNDR
 		}
 		n = len(idx)
-		for range idx {
+		var removed outcome
+		for _, i := range idx {
 			s.metrics.recipientFailed("")
+			removed.add(m.Recipients[i].Address, adminRemoval)
 		}
+		s.track(m, tracking.Event{EventID: "FAIL", Source: "ADMIN", Recipients: removed.recipients, RecipientStatus: removed.statuses})
 		s.log.Info("message removed by an administrator", "queue_id", m.ID, "rcpts", n, "with_ndr", withNDR)
 		s.settle(m, nil)
 		return nil

@@ -10,6 +10,7 @@ import (
 	"github.com/sendconn/sendconn/pkg/transport/delivery"
 	"github.com/sendconn/sendconn/pkg/transport/queue"
 	"github.com/sendconn/sendconn/pkg/transport/routing"
+	"github.com/sendconn/sendconn/pkg/transport/tracking"
 )
 
 // scheduleLoop hands every message that has work to a worker: recipients
@@ -159,6 +160,12 @@ func (s *Server) process(ctx context.Context, id string) {
 // expire ends every pending recipient with Exchange's QUEUE.Expired NDR,
 // worded for the queue it waited in.
 func (s *Server) expire(m *queue.Message) {
+	var expiredOnes outcome
+	defer func() {
+		if len(expiredOnes.recipients) > 0 {
+			s.track(m, tracking.Event{EventID: "EXPIRE", Source: "QUEUE", Recipients: expiredOnes.recipients, RecipientStatus: expiredOnes.statuses})
+		}
+	}()
 	for i := range m.Recipients {
 		r := &m.Recipients[i]
 		if r.Status != queue.Pending {
@@ -173,6 +180,7 @@ func (s *Server) expire(m *queue.Message) {
 		}
 		r.Status, r.LastError = queue.Expired, reply
 		s.metrics.recipientFailed("")
+		expiredOnes.add(r.Address, reply)
 		s.log.Warn("message expired", "queue_id", m.ID, "rcpt", r.Address, "from", m.From, "reply", reply)
 	}
 }
@@ -219,6 +227,7 @@ func (s *Server) attempt(ctx context.Context, m *queue.Message, now time.Time) (
 			r.Attempts++
 			s.fail(m, r, u.Route.Reply())
 			s.metrics.recipientFailed("")
+			s.track(m, tracking.Event{EventID: "FAIL", Source: "ROUTING", Recipients: []string{r.Address}, RecipientStatus: []string{u.Route.Reply()}})
 			continue
 		}
 		s.metrics.recipientDeferred("")
@@ -293,6 +302,19 @@ func (s *Server) recordResults(m *queue.Message, conn *connector.SendConnector, 
 	mu.Lock()
 	defer mu.Unlock()
 	now := s.opts.Now()
+	var sent, deferred, failed outcome
+	host := ""
+	defer func() {
+		for _, ev := range []struct {
+			id string
+			o  outcome
+		}{{"SEND", sent}, {"DEFER", deferred}, {"FAIL", failed}} {
+			if len(ev.o.recipients) > 0 {
+				s.track(m, tracking.Event{EventID: ev.id, Source: "SMTP", ConnectorID: conn.Name, ServerHostname: host,
+					Recipients: ev.o.recipients, RecipientStatus: ev.o.statuses})
+			}
+		}
+	}()
 	// Results name recipients by address, in no promised order; a
 	// duplicated address is answered once per copy.
 	byAddr := map[string][]*queue.Recipient{}
@@ -307,8 +329,12 @@ func (s *Server) recordResults(m *queue.Message, conn *connector.SendConnector, 
 		r := waiting[0]
 		byAddr[res.Recipient] = waiting[1:]
 		r.LastAttempt, r.Host = now, res.Host
+		if res.Host != "" {
+			host = res.Host
+		}
 		switch res.Status {
 		case delivery.Delivered:
+			sent.add(r.Address, res.Reply)
 			r.Status, r.LastError = queue.Delivered, res.Reply
 			r.Attempts++
 			s.metrics.recipientDelivered(conn.Name, m.Received, now)
@@ -320,7 +346,9 @@ func (s *Server) recordResults(m *queue.Message, conn *connector.SendConnector, 
 			r.Attempts++
 			s.fail(m, r, res.Reply)
 			s.metrics.recipientFailed(conn.Name)
+			failed.add(r.Address, res.Reply)
 		default:
+			deferred.add(r.Address, res.Reply)
 			s.retryLater(r, res.Reply, now)
 			s.metrics.recipientDeferred(conn.Name)
 			s.log.Info("delivery deferred", "queue_id", m.ID, "rcpt", r.Address, "connector", conn.Name,

@@ -31,6 +31,7 @@ import (
 	"github.com/sendconn/sendconn/pkg/transport/queue"
 	"github.com/sendconn/sendconn/pkg/transport/receive"
 	"github.com/sendconn/sendconn/pkg/transport/routing"
+	"github.com/sendconn/sendconn/pkg/transport/tracking"
 )
 
 // Snapshot is the configuration the transport routes with, read in one
@@ -84,8 +85,11 @@ type Options struct {
 	// Metrics, when set, receives the Prometheus series of
 	// docs/metrics.md.
 	Metrics prometheus.Registerer
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// Tracking, when set, is the message tracking log (RECEIVE, SEND,
+	// DEFER, FAIL, EXPIRE, DSN events).
+	Tracking *tracking.Log
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // Server is a running transport.
@@ -200,6 +204,11 @@ func (sp spool) Put(env receive.Envelope, body io.Reader) (string, error) {
 		return "", err
 	}
 	sp.s.metrics.messageReceived()
+	sp.s.track(m, tracking.Event{
+		EventID: "RECEIVE", Source: "SMTP",
+		ClientIP: env.Meta["client-ip"], ClientHostname: env.Meta["helo"],
+		Recipients: addresses(m.Recipients),
+	})
 	sp.s.poke()
 	return m.ID, nil
 }

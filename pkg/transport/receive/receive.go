@@ -298,6 +298,9 @@ func (s *session) Data(r io.Reader) error {
 	if subject := msgheader.Get(header, "Subject"); subject != "" {
 		meta["subject"] = displaySubject(subject)
 	}
+	if mid := msgheader.Get(header, "Message-ID"); mid != "" && len(mid) <= 998 {
+		meta["message-id"] = mid
+	}
 	env := s.env
 	env.Recipients = append([]Recipient(nil), s.env.Recipients...)
 	env.Meta = meta
