@@ -88,6 +88,7 @@ the Exchange Management Shell (-DNSRoutingEnabled '$false').`,
 		newNewCmd(app), newSetCmd(app), newGetCmd(app), newRemoveCmd(app),
 		newPermissionCmd(app), newAcceptedDomainCmd(app), newServeCmd(app),
 		newQueueCmd(app), newMessageCmd(app),
+		newRouteCmd(app),
 		newTestConnectorCmd(app), newTrackingCmd(app),
 		newVersionCmd(app), newGenDocsCmd(app),
 	)

@@ -47,7 +47,7 @@ func (ix *Index) Bifurcate(recipients []string, size int64) (groups []Group, unr
 	var byHop map[hop]int32
 	var name [maxDomainLength]byte
 	for _, rcpt := range recipients {
-		r, domain := ix.resolveAddress(&name, rcpt, size)
+		r, domain := ix.resolveAddress(&name, rcpt, size, nil)
 		if r.Outcome != Routed {
 			unroutable = append(unroutable, Unroutable{Recipient: rcpt, Route: r})
 			groupOf = append(groupOf, -1)
@@ -147,11 +147,11 @@ func indexGroups(groups []Group, byHop map[hop]int32) map[hop]int32 {
 }
 
 // resolveAddress is ResolveAddress that also returns the normalized
-// domain, written in buf.
-func (ix *Index) resolveAddress(buf *[maxDomainLength]byte, address string, size int64) (Route, []byte) {
+// domain, written in buf; tr is resolve's.
+func (ix *Index) resolveAddress(buf *[maxDomainLength]byte, address string, size int64, tr *trace) (Route, []byte) {
 	domain, ok := domainOf(address)
 	if !ok {
 		return routeNoDomain, nil
 	}
-	return ix.resolve(buf, domain, size)
+	return ix.resolve(buf, domain, size, tr)
 }

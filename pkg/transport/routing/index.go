@@ -54,7 +54,30 @@ type Index struct {
 	names    map[string]*domainNode
 	accepted level // "--"
 	all      level // "*"
+
+	// excluded are the connectors that cannot be candidates, with the
+	// reason, and local the server the index routes for: Explain's, never
+	// read by a lookup.
+	excluded []exclusion
+	local    Local
 }
+
+// exclusion is a connector NewIndex left out of every level, and why.
+type exclusion struct {
+	position int // in conns
+	reason   excludedBy
+}
+
+// excludedBy is why a connector cannot be a candidate.
+type excludedBy uint8
+
+const (
+	notExcluded excludedBy = iota
+	excludedDisabled
+	excludedNoNextHop
+	excludedNoSourceServer
+	excludedScopedAway
+)
 
 // domainNode gathers what is known about one domain name d.
 type domainNode struct {
@@ -90,14 +113,16 @@ func NewIndex(conns []connector.SendConnector, domains []connector.AcceptedDomai
 	ix := &Index{
 		conns: make([]connector.SendConnector, len(conns)),
 		names: make(map[string]*domainNode),
+		local: local,
 	}
 	for i := range conns {
 		ix.conns[i] = conns[i].Clone()
 	}
 	for i := range ix.conns {
 		c := &ix.conns[i]
-		proximity, ok := candidacy(c, local)
-		if !ok {
+		proximity, excluded := candidacy(c, local)
+		if excluded != notExcluded {
+			ix.excluded = append(ix.excluded, exclusion{position: i, reason: excluded})
 			continue
 		}
 		for _, space := range c.AddressSpaces {
@@ -122,6 +147,7 @@ func NewIndex(conns []connector.SendConnector, domains []connector.AcceptedDomai
 			ix.node(name).isLocal = true
 		}
 	}
+	ix.excluded = slices.Clip(ix.excluded)
 	ix.accepted.finish()
 	ix.all.finish()
 	for _, n := range ix.names {
@@ -197,17 +223,23 @@ func compareCandidates(a, b candidate) int {
 	)
 }
 
-// candidacy reports whether c can carry mail from this server at all, and
-// how close its nearest source server is.
-func candidacy(c *connector.SendConnector, local Local) (Proximity, bool) {
-	if !c.Enabled || !hasNextHop(c) || len(c.SourceTransportServers) == 0 {
-		return 0, false
+// candidacy reports whether c can carry mail from this server at all (and
+// if not, the first reason why not), and how close its nearest source
+// server is.
+func candidacy(c *connector.SendConnector, local Local) (Proximity, excludedBy) {
+	switch {
+	case !c.Enabled:
+		return 0, excludedDisabled
+	case !hasNextHop(c):
+		return 0, excludedNoNextHop
+	case len(c.SourceTransportServers) == 0:
+		return 0, excludedNoSourceServer
 	}
 	p := proximityOf(c.SourceTransportServers, local)
 	if c.IsScopedConnector && p == RemoteSite {
-		return 0, false
+		return 0, excludedScopedAway
 	}
-	return p, true
+	return p, notExcluded
 }
 
 // hasNextHop reports whether the connector names somewhere to send to. A

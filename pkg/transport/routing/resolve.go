@@ -93,18 +93,16 @@ var (
 // connector.NormalizeDomain does. A nil Index routes nothing.
 func (ix *Index) Resolve(domain string, size int64) Route {
 	var buf [maxDomainLength]byte
-	r, _ := ix.resolve(&buf, domain, size)
+	r, _ := ix.resolve(&buf, domain, size, nil)
 	return r
 }
 
 // ResolveAddress is Resolve for a bare recipient address: the domain is what
 // follows the last '@'.
 func (ix *Index) ResolveAddress(address string, size int64) Route {
-	domain, ok := domainOf(address)
-	if !ok {
-		return routeNoDomain
-	}
-	return ix.Resolve(domain, size)
+	var buf [maxDomainLength]byte
+	r, _ := ix.resolveAddress(&buf, address, size, nil)
+	return r
 }
 
 func domainOf(address string) (string, bool) {
@@ -117,8 +115,9 @@ func domainOf(address string) (string, bool) {
 
 // resolve normalizes domain into buf, which the caller keeps on its stack
 // so that neither the name nor the lookups allocate, and returns the route
-// with the normalized name (nil when the domain is invalid).
-func (ix *Index) resolve(buf *[maxDomainLength]byte, domain string, size int64) (Route, []byte) {
+// with the normalized name (nil when the domain is invalid). A non-nil tr
+// records the walk for Explain; the route is the same either way.
+func (ix *Index) resolve(buf *[maxDomainLength]byte, domain string, size int64, tr *trace) (Route, []byte) {
 	name, ok := canonicalDomain(buf, domain)
 	if !ok {
 		return routeBadDomain, nil
@@ -126,22 +125,26 @@ func (ix *Index) resolve(buf *[maxDomainLength]byte, domain string, size int64) 
 	if ix == nil {
 		return routeUnreachable, name
 	}
-	return ix.lookup(name, size), name
+	return ix.lookup(name, size, tr), name
 }
 
 // lookup walks the levels of name from the most specific; see the package
-// documentation for the order.
-func (ix *Index) lookup(name []byte, size int64) Route {
+// documentation for the order. It is the only implementation of selection:
+// Resolve, ResolveAddress, Bifurcate and Explain all come here. With a
+// trace (Explain) the walk does not stop at the level that chooses: it goes
+// on to record every less specific level that matches too, and returns the
+// route the first choice made, which is the one it returns without a trace.
+func (ix *Index) lookup(name []byte, size int64, tr *trace) Route {
 	matched, isLocal := false, false
 	for i := 0; ; {
 		if n := ix.names[string(name[i:])]; n != nil {
 			if i == 0 {
-				if r, ok := n.exact.pick(size, &matched); ok {
+				if r, ok := n.exact.pick(size, &matched, tr); ok {
 					return r
 				}
 				isLocal = isLocal || n.isLocal
 			}
-			if r, ok := n.subtree.pick(size, &matched); ok {
+			if r, ok := n.subtree.pick(size, &matched, tr); ok {
 				return r
 			}
 			isLocal = isLocal || n.localSub
@@ -153,12 +156,18 @@ func (ix *Index) lookup(name []byte, size int64) Route {
 		i += dot + 1
 	}
 	if isLocal {
-		if r, ok := ix.accepted.pick(size, &matched); ok {
+		if r, ok := ix.accepted.pick(size, &matched, tr); ok {
 			return r
 		}
 	}
-	if r, ok := ix.all.pick(size, &matched); ok {
+	if r, ok := ix.all.pick(size, &matched, tr); ok {
 		return r
+	}
+	if tr != nil {
+		tr.isLocal = isLocal
+		if tr.chosen != nil {
+			return tr.chosen.route()
+		}
 	}
 	if matched {
 		return routeTooLarge
@@ -167,22 +176,35 @@ func (ix *Index) lookup(name []byte, size int64) Route {
 }
 
 // pick returns the level's first candidate that takes a message of size
-// bytes, and records in matched whether the level had any candidate.
-func (lv *level) pick(size int64, matched *bool) (Route, bool) {
+// bytes, and records in matched whether the level had any candidate. With
+// a trace it records the level and its choice instead, and reports no
+// choice, so that the walk goes on.
+func (lv *level) pick(size int64, matched *bool, tr *trace) (Route, bool) {
 	if len(lv.cands) == 0 {
 		return Route{}, false
 	}
 	*matched = true
-	if !lv.largest.Allows(size) {
-		return Route{}, false
-	}
-	for i := range lv.cands {
-		c := &lv.cands[i]
-		if c.maxSize.Allows(size) {
-			return Route{Outcome: Routed, Connector: c.conn, AddressSpace: c.space, Proximity: c.proximity}, true
+	if lv.largest.Allows(size) {
+		for i := range lv.cands {
+			c := &lv.cands[i]
+			if c.maxSize.Allows(size) {
+				if tr != nil {
+					tr.visit(lv, i)
+					return Route{}, false
+				}
+				return c.route(), true
+			}
 		}
 	}
+	if tr != nil {
+		tr.visit(lv, -1)
+	}
 	return Route{}, false
+}
+
+// route is the route that choosing c makes.
+func (c *candidate) route() Route {
+	return Route{Outcome: Routed, Connector: c.conn, AddressSpace: c.space, Proximity: c.proximity}
 }
 
 // maxDomainLength is the longest name connector.NormalizeDomain accepts.
