@@ -28,6 +28,7 @@ import (
 	"github.com/sendconn/sendconn/pkg/transport/admin"
 	"github.com/sendconn/sendconn/pkg/transport/delivery"
 	"github.com/sendconn/sendconn/pkg/transport/logfile"
+	"github.com/sendconn/sendconn/pkg/transport/protocollog"
 	"github.com/sendconn/sendconn/pkg/transport/receive"
 	"github.com/sendconn/sendconn/pkg/transport/resolver"
 	"github.com/sendconn/sendconn/pkg/transport/tracking"
@@ -99,6 +100,14 @@ func runServe(ctx context.Context, app *App, cmd *cobra.Command, o *serveOptions
 		return fmt.Errorf("logs.message-tracking-log-path: %w", err)
 	}
 	defer opts.Tracking.Close()
+	if opts.Delivery.ProtocolLog, err = protocollog.Open(logfile.Config{
+		Dir: cfg.SendProtocolLogPath, Version: version,
+		MaxFileSize: int64(cfg.SendProtocolLogMaxFileSize), MaxDirectorySize: int64(cfg.SendProtocolLogMaxDirectorySize),
+		MaxAge: cfg.SendProtocolLogMaxAge,
+	}); err != nil {
+		return fmt.Errorf("logs.send-protocol-log-path: %w", err)
+	}
+	defer opts.Delivery.ProtocolLog.Close()
 	srv, err := transport.New(ctx, opts, storeSource{s: app.store(), orgDomain: cfg.OrganizationDomain})
 	if err != nil {
 		return err

@@ -33,6 +33,7 @@ import (
 	"github.com/sendconn/sendconn/pkg/connector"
 	"github.com/sendconn/sendconn/pkg/permissions"
 	msgheader "github.com/sendconn/sendconn/pkg/transport/internal/header"
+	"github.com/sendconn/sendconn/pkg/transport/protocollog"
 	"github.com/sendconn/sendconn/pkg/transport/resolver"
 	"github.com/sendconn/sendconn/pkg/transport/smtpclient"
 )
@@ -114,6 +115,9 @@ type Config struct {
 	// pointing back here is recognised (SMTPSEND.DNS.MxLoopback).
 	Self   []netip.AddrPort
 	Logger *slog.Logger
+	// ProtocolLog is the SMTP send protocol log; connectors with
+	// ProtocolLoggingLevel Verbose write their sessions to it.
+	ProtocolLog *protocollog.Log
 	// OnSession, when set, hears of every session set up for delivery:
 	// the connector and "tls", "plain", "tls_failed" (STARTTLS or the
 	// certificate check failed) or "failed" (anything else), for metrics.
@@ -155,6 +159,18 @@ type session struct {
 	principal permissions.Principal
 	messages  int
 	idleSince time.Time
+	plog      *protocollog.Session // nil unless the connector logs Verbose
+}
+
+// end closes the session, politely (QUIT) or not, and says so in the
+// protocol log.
+func (s *session) end(quit bool) {
+	if quit {
+		_ = s.c.Quit()
+	} else {
+		_ = s.c.Close()
+	}
+	s.plog.Disconnected("Local")
 }
 
 // hostError is a failure of one next-hop host: the next one is tried.
@@ -210,7 +226,7 @@ func (d *Deliverer) Close() {
 	d.mu.Unlock()
 	for _, ss := range idle {
 		for _, s := range ss {
-			_ = s.c.Quit()
+			s.end(true)
 		}
 	}
 }
@@ -373,11 +389,7 @@ func (d *Deliverer) deliverVia(ctx context.Context, hop Hop, h nextHop, msg Mess
 	results, reusable, err := d.transaction(hop, s, msg)
 	s.messages++
 	if err != nil || !reusable || s.messages >= hop.Connector.SmtpMaxMessagesPerConnection {
-		if err != nil {
-			_ = s.c.Close()
-		} else {
-			_ = s.c.Quit()
-		}
+		s.end(err == nil)
 	} else {
 		d.putIdle(key, s, hop.Connector.ConnectionInactivityTimeOut.Duration())
 	}
@@ -402,7 +414,7 @@ func (d *Deliverer) takeIdle(key string) *session {
 		s := ss[len(ss)-1]
 		d.idle[key] = ss[:len(ss)-1]
 		if err := s.c.Noop(); err != nil {
-			_ = s.c.Close()
+			s.end(false)
 			continue
 		}
 		return s
@@ -423,7 +435,7 @@ func (d *Deliverer) putIdle(key string, s *session, timeout time.Duration) {
 			if x == s {
 				d.idle[key] = append(ss[:i:i], ss[i+1:]...)
 				d.mu.Unlock()
-				_ = s.c.Quit()
+				s.end(true)
 				return
 			}
 		}
@@ -461,19 +473,44 @@ func (d *Deliverer) connectObserved(ctx context.Context, hop Hop, h nextHop, obs
 	c := &hop.Connector
 	timeout := c.ConnectionInactivityTimeOut.Duration()
 	obs.stage = StageConnect
+	var plog *protocollog.Session
+	if c.ProtocolLoggingLevel == connector.LoggingVerbose {
+		plog = d.cfg.ProtocolLog.NewSession(c.Name, h.addr)
+	}
+	plog.Connecting()
 	conn, err := d.dial(ctx, c.SourceIPAddress, h.addr)
 	if err != nil {
-		return nil, &hostError{reply: fmt.Sprintf("441 4.4.1 connection to %s failed: %v", h.addr, err)}
+		reply := fmt.Sprintf("441 4.4.1 connection to %s failed: %v", h.addr, err)
+		plog.Info(reply, "Failed connection")
+		return nil, &hostError{reply: reply}
 	}
+	plog.Connected(conn.LocalAddr().String())
 	obs.stage = StageBanner
 	client, err := smtpclient.NewClient(conn, timeout)
 	if err != nil {
 		_ = conn.Close()
+		plog.Info(asReply(err), "Greeting failed")
+		plog.Disconnected("Local")
 		return nil, &hostError{reply: asReply(err)}
 	}
 	obs.banner = client.Greeting()
+	if plog != nil {
+		plog.Received("220 " + client.Greeting())
+		client.Transcript = func(dir byte, line string) {
+			switch {
+			case dir == '<':
+				plog.Received(line)
+			case line == smtpclient.Redacted:
+				plog.SentAuth()
+			default:
+				plog.Sent(line)
+			}
+		}
+	}
 	fail := func(reply string) (*session, error) {
 		_ = client.Quit()
+		plog.Info(reply, "Session failed")
+		plog.Disconnected("Local")
 		return nil, &hostError{reply: reply}
 	}
 	ehloName := c.Fqdn
@@ -508,6 +545,9 @@ func (d *Deliverer) connectObserved(ctx context.Context, hop Hop, h nextHop, obs
 			return fail(fmt.Sprintf("454 4.7.0 STARTTLS failed: %v", err))
 		}
 		obs.extensions = client.Extensions()
+		if st := client.TLS(); st != nil && len(st.PeerCertificates) > 0 {
+			plog.Certificate(st.PeerCertificates[0])
+		}
 		if c.SmartHostAuthMechanism == connector.AuthBasicRequireTLS && !verifiedName {
 			obs.stage = StageCertificate
 			// The chain was checked above only when the connector's
@@ -538,7 +578,8 @@ func (d *Deliverer) connectObserved(ctx context.Context, hop Hop, h nextHop, obs
 		obs.auth = "none"
 	}
 	obs.stage = StageDone
-	return &session{c: client, host: h.name, principal: principal}, nil
+	plog.Info(hop.ACL.Effective(principal).SessionPermissions(), "Set Session Permissions")
+	return &session{c: client, host: h.name, principal: principal, plog: plog}, nil
 }
 
 func (d *Deliverer) dial(ctx context.Context, local netip.Addr, addr string) (net.Conn, error) {

@@ -56,7 +56,7 @@ type Client struct {
 	ehlo     bool              // the last greeting was EHLO
 	tls      *tls.ConnectionState
 	// Transcript, when set, receives every line sent and received (AUTH
-	// payloads are replaced by "***"), for protocol logs and tests.
+	// payloads are replaced by Redacted), for protocol logs and tests.
 	Transcript func(dir byte, line string)
 }
 
@@ -133,6 +133,10 @@ func (c *Client) MaxSize() int64 {
 	return n
 }
 
+// Redacted stands in the transcript for every AUTH payload, so that no
+// credential reaches a log.
+const Redacted = "<authentication information>"
+
 // Greeting is the text of the server's 220 banner.
 func (c *Client) Greeting() string { return c.greeting }
 
@@ -175,7 +179,7 @@ func (c *Client) Auth(mech sasl.Client) error {
 		}
 		line += " " + enc
 	}
-	reply, err := c.cmdSecret(line, "AUTH "+name+" ***")
+	reply, err := c.cmdSecret(line, "AUTH "+name+" "+Redacted)
 	for err == nil && reply.Code == 334 {
 		challenge, derr := base64.StdEncoding.DecodeString(reply.Message)
 		if derr != nil {
@@ -187,7 +191,7 @@ func (c *Client) Auth(mech sasl.Client) error {
 			_, _ = c.cmd("*")
 			return fmt.Errorf("auth %s: %w", name, merr)
 		}
-		reply, err = c.cmdSecret(base64.StdEncoding.EncodeToString(resp), "***")
+		reply, err = c.cmdSecret(base64.StdEncoding.EncodeToString(resp), Redacted)
 	}
 	if err != nil {
 		return err
