@@ -65,7 +65,7 @@ var messageKind = &objectKind{
 func (app *App) adminClient() *admin.Client { return admin.NewClient(app.cfg.AdminSocket) }
 
 // adminError turns the admin API's errors into the CLI's exit codes.
-func adminError(_ *App, err error) error {
+func adminError(err error) error {
 	var ae *admin.Error
 	switch {
 	case err == nil:
@@ -155,7 +155,7 @@ waits for NextRetryTime; LastError says why.`,
 			}
 			qs, err := app.adminClient().Queues(cmd.Context(), o.identity)
 			if err != nil {
-				return adminError(app, err)
+				return adminError(err)
 			}
 			return printObjects(app.IO.Out, queueKind, pointersTo(qs), o.out)
 		},
@@ -237,7 +237,7 @@ func eachIdentity(app *App, args []string, flag, what string, op func(id string)
 	}
 	for _, id := range ids {
 		if err := op(id); err != nil {
-			return adminError(app, err)
+			return adminError(err)
 		}
 	}
 	return nil
@@ -294,7 +294,7 @@ formats also each recipient with its status and last error (as
 			}
 			ms, err := app.adminClient().Messages(cmd.Context(), o.queue)
 			if err != nil {
-				return adminError(app, err)
+				return adminError(err)
 			}
 			return printObjects(app.IO.Out, messageKind, pointersTo(ms), o.out)
 		},

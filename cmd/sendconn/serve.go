@@ -116,15 +116,8 @@ func runServe(ctx context.Context, app *App, cmd *cobra.Command, o *serveOptions
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.ReceiveListen, err)
 	}
-	if o.readyFile != "" {
-		tmp := o.readyFile + ".tmp"
-		if err := os.WriteFile(tmp, []byte(ln.Addr().String()+"\n"), 0o644); err != nil {
-			return fmt.Errorf("write ready file: %w", err)
-		}
-		if err := os.Rename(tmp, o.readyFile); err != nil {
-			return fmt.Errorf("write ready file: %w", err)
-		}
-	}
+	// The admin socket and the metrics are up before the ready file says
+	// so, so a script that waited for it can use them at once.
 	if cfg.AdminSocket != "" {
 		aln, err := admin.Listen(cfg.AdminSocket)
 		if err != nil {
@@ -149,6 +142,15 @@ func runServe(ctx context.Context, app *App, cmd *cobra.Command, o *serveOptions
 		go func() { _ = msrv.Serve(mln) }()
 		defer msrv.Close()
 		logger.Info("metrics", "listen", mln.Addr().String())
+	}
+	if o.readyFile != "" {
+		tmp := o.readyFile + ".tmp"
+		if err := os.WriteFile(tmp, []byte(ln.Addr().String()+"\n"), 0o644); err != nil {
+			return fmt.Errorf("write ready file: %w", err)
+		}
+		if err := os.Rename(tmp, o.readyFile); err != nil {
+			return fmt.Errorf("write ready file: %w", err)
+		}
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -142,9 +143,8 @@ func Handler(api API, log *slog.Logger) http.Handler {
 	h := &handler{api: api, log: log}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/queues", h.queues)
-	mux.HandleFunc("POST /v1/queues/{op}", h.queueOp)
 	mux.HandleFunc("GET /v1/messages", h.messages)
-	mux.HandleFunc("POST /v1/messages/{op}", h.messageOp)
+	mux.HandleFunc("POST /v1/{kind}/{op}", h.operation)
 	return mux
 }
 
@@ -173,45 +173,40 @@ type Result struct {
 	Count int `json:"count"`
 }
 
-func (h *handler) queueOp(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), opTimeout)
-	defer cancel()
-	q := r.URL.Query()
-	id := q.Get("identity")
-	var n int
-	var err error
-	switch r.PathValue("op") {
-	case "retry":
-		n, err = h.api.RetryQueue(ctx, id, q.Get("resubmit") == "true")
-	case "suspend":
-		err = h.api.SuspendQueue(id)
-	case "resume":
-		err = h.api.ResumeQueue(ctx, id)
-	default:
-		http.NotFound(w, r)
-		return
-	}
-	h.reply(w, Result{n}, err)
+// operation is one POST endpoint: it acts on the identity in the query.
+type operation func(ctx context.Context, api API, id string, q url.Values) (int, error)
+
+var operations = map[string]operation{
+	"queues/retry": func(ctx context.Context, api API, id string, q url.Values) (int, error) {
+		return api.RetryQueue(ctx, id, q.Get("resubmit") == "true")
+	},
+	"queues/suspend": func(_ context.Context, api API, id string, _ url.Values) (int, error) {
+		return 0, api.SuspendQueue(id)
+	},
+	"queues/resume": func(ctx context.Context, api API, id string, _ url.Values) (int, error) {
+		return 0, api.ResumeQueue(ctx, id)
+	},
+	"messages/remove": func(ctx context.Context, api API, id string, q url.Values) (int, error) {
+		return api.RemoveMessage(ctx, id, q.Get("ndr") == "true")
+	},
+	"messages/suspend": func(ctx context.Context, api API, id string, _ url.Values) (int, error) {
+		return 0, api.SuspendMessage(ctx, id)
+	},
+	"messages/resume": func(ctx context.Context, api API, id string, _ url.Values) (int, error) {
+		return 0, api.ResumeMessage(ctx, id)
+	},
 }
 
-func (h *handler) messageOp(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), opTimeout)
-	defer cancel()
-	q := r.URL.Query()
-	id := q.Get("identity")
-	var n int
-	var err error
-	switch r.PathValue("op") {
-	case "remove":
-		n, err = h.api.RemoveMessage(ctx, id, q.Get("ndr") == "true")
-	case "suspend":
-		err = h.api.SuspendMessage(ctx, id)
-	case "resume":
-		err = h.api.ResumeMessage(ctx, id)
-	default:
+func (h *handler) operation(w http.ResponseWriter, r *http.Request) {
+	op, ok := operations[r.PathValue("kind")+"/"+r.PathValue("op")]
+	if !ok {
 		http.NotFound(w, r)
 		return
 	}
+	ctx, cancel := context.WithTimeout(r.Context(), opTimeout)
+	defer cancel()
+	q := r.URL.Query()
+	n, err := op(ctx, h.api, q.Get("identity"), q)
 	h.reply(w, Result{n}, err)
 }
 
