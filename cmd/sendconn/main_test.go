@@ -62,13 +62,14 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"waitfile":  cmdWaitFile,
-			"stripids":  cmdStripIDs,
-			"filemode":  cmdFileMode,
-			"notexists": cmdNotExists,
-			"envfile":   cmdEnvFile,
-			"waitqueue": cmdWaitQueue,
-			"gencert":   cmdGenCert,
+			"waitfile":   cmdWaitFile,
+			"stripids":   cmdStripIDs,
+			"filemode":   cmdFileMode,
+			"notexists":  cmdNotExists,
+			"envfile":    cmdEnvFile,
+			"waitqueue":  cmdWaitQueue,
+			"waitconfig": cmdWaitConfig,
+			"gencert":    cmdGenCert,
 		},
 	})
 }
@@ -155,4 +156,27 @@ func cmdWaitQueue(ts *testscript.TestScript, neg bool, args []string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	ts.Fatalf("queue %s did not reach %s within 20s; last seen: %s", args[0], args[1], last)
+}
+
+// waitconfig: wait (bounded) until the running serve routes with the
+// store's current revision, so a script can rely on a change it just made.
+func cmdWaitConfig(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: waitconfig")
+	}
+	var want uint64
+	st := store.OpenBolt(ts.Getenv("SENDCONN_STORE"), store.Options{})
+	ts.Check(st.View(context.Background(), func(tx store.Tx) error { want = tx.Revision(); return nil }))
+	c := admin.NewClient(ts.Getenv("SENDCONN_ADMIN_SOCKET"))
+	var last string
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		status, err := c.Status(context.Background())
+		if err == nil && status.StoreRevision >= want {
+			return
+		}
+		last = fmt.Sprint(status.StoreRevision, err)
+		time.Sleep(50 * time.Millisecond)
+	}
+	ts.Fatalf("serve did not load store revision %d within 20s; last seen: %s", want, last)
 }

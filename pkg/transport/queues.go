@@ -384,6 +384,16 @@ func (s *Server) RetryQueue(ctx context.Context, identity string, resubmit bool)
 				r.NextAttempt, changed = now, true
 			}
 		}
+		if resubmit {
+			// Resubmitted messages are routed afresh at their next
+			// look, which the tracking log records as Exchange does.
+			var rs []string
+			for _, i := range rcpts {
+				rs = append(rs, m.Recipients[i].Address)
+			}
+			s.track(m, tracking.Event{EventID: "RESUBMIT", Source: "ADMIN", Recipients: rs})
+			changed = true
+		}
 		return changed
 	})
 	s.log.Info("queue retried by an administrator", "queue", want, "resubmit", resubmit, "messages", n)

@@ -232,7 +232,11 @@ func (s *Server) attempt(ctx context.Context, m *queue.Message, now time.Time) (
 		}
 		s.metrics.recipientDeferred("")
 		// Unreachable: wait for a configuration that routes it; a reload
-		// makes it due at once.
+		// makes it due at once. The tracking log says so once, when the
+		// recipient arrives there, not at every look.
+		if r.Queue != unreachableQueue {
+			s.track(m, tracking.Event{EventID: "DEFER", Source: "ROUTING", Recipients: []string{r.Address}, RecipientStatus: []string{routing.NoMatchingConnector}})
+		}
 		r.Queue = unreachableQueue
 		s.retryLater(r, routing.NoMatchingConnector, now)
 		s.log.Info("recipient unreachable", "queue_id", m.ID, "rcpt", r.Address, "reason", routing.NoMatchingConnector)

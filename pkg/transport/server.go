@@ -113,12 +113,14 @@ type Server struct {
 
 	suspended *suspendedQueues
 	metrics   *metrics
+	started   time.Time
 }
 
 // routingConfig is one snapshot ready to route with.
 type routingConfig struct {
-	snap  *Snapshot
-	index *routing.Index
+	snap      *Snapshot
+	index     *routing.Index
+	installed time.Time
 }
 
 // New opens the queue (which only one process may hold) and reads the
@@ -151,6 +153,7 @@ func New(ctx context.Context, opts Options, src Source) (*Server, error) {
 		active:   map[hopKey]int{},
 		perConn:  map[string]chan struct{}{},
 		outbound: make(chan struct{}, opts.MaxOutboundConnections),
+		started:  opts.Now(),
 	}
 	snap, err := src.Snapshot(ctx)
 	if err != nil {
@@ -188,7 +191,34 @@ func New(ctx context.Context, opts Options, src Source) (*Server, error) {
 // install builds the routing index for snap and makes it current.
 func (s *Server) install(snap *Snapshot) {
 	local := routing.Local{Name: s.opts.ServerName, Site: s.opts.ServerSite}
-	s.config.Store(&routingConfig{snap: snap, index: routing.NewIndex(snap.Connectors, snap.Domains, local)})
+	s.config.Store(&routingConfig{snap: snap, index: routing.NewIndex(snap.Connectors, snap.Domains, local), installed: s.opts.Now()})
+}
+
+// Status is what a running server says about itself: which configuration
+// it routes with, so an administrator (or a script) can tell whether a
+// change has been picked up.
+type Status struct {
+	Server         string
+	Fqdn           string
+	StartedAt      time.Time
+	StoreRevision  uint64
+	Connectors     int
+	ConfigLoadedAt time.Time
+	QueuedMessages int
+}
+
+// Status reports the server's state.
+func (s *Server) Status() Status {
+	cfg := s.config.Load()
+	return Status{
+		Server:         s.opts.ServerName,
+		Fqdn:           s.opts.ServerFQDN,
+		StartedAt:      s.started,
+		StoreRevision:  cfg.snap.Revision,
+		Connectors:     len(cfg.snap.Connectors),
+		ConfigLoadedAt: cfg.installed,
+		QueuedMessages: s.queue.Len(),
+	}
 }
 
 // spool adapts the queue to the receiving side and wakes the scheduler.

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/sendconn/sendconn/pkg/transport/internal/testsmtp"
 	"github.com/sendconn/sendconn/pkg/transport/logfile"
+	"github.com/sendconn/sendconn/pkg/transport/routing"
 	"github.com/sendconn/sendconn/pkg/transport/tracking"
 )
 
@@ -24,16 +26,7 @@ func TestTrackingLog(t *testing.T) {
 	}})
 	src := &memSource{}
 	src.set(smartHost(t, "Out", "*", sink.Port()))
-	dir := t.TempDir()
-	logDir := filepath.Join(dir, "MessageTracking")
-	tl, err := tracking.Open(logfile.Config{Dir: logDir, Version: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tl.Close() })
-	opts := testOptions(dir)
-	opts.Tracking = tl
-	r := startServer(t, opts, src)
+	r, logDir := startTracked(t, src)
 	if err := submitFrom(r.addr, "app@contoso.com", nil, nil, "bob@fabrikam.com", "nobody@fabrikam.com"); err != nil {
 		t.Fatal(err)
 	}
@@ -63,4 +56,62 @@ func TestTrackingLog(t *testing.T) {
 	if len(dsns) != 1 || dsns[0].RelatedRecipientAddress != "nobody@fabrikam.com" || dsns[0].Recipients[0] != "app@contoso.com" {
 		t.Errorf("DSN events %+v", dsns)
 	}
+}
+
+// A recipient no connector takes leaves one DEFER from ROUTING when it
+// enters Unreachable, however often it is looked at; Retry-Queue
+// -Resubmit leaves RESUBMIT; the delivery once a connector appears, SEND.
+func TestTrackingUnreachableAndResubmit(t *testing.T) {
+	sink := testsmtp.Start(t, testsmtp.Options{})
+	src := &memSource{}
+	src.set(smartHost(t, "Contoso only", "contoso.com", sink.Port()))
+	r, logDir := startTracked(t, src)
+	if err := submit(r.addr, "bob@fabrikam.com"); err != nil {
+		t.Fatal(err)
+	}
+	events := func() []string {
+		es, err := tracking.Search(logDir, tracking.Filter{Recipients: []string{"bob@fabrikam.com"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, e := range es {
+			ids = append(ids, e.Source+"/"+e.EventID)
+		}
+		return ids
+	}
+	waitFor(t, "the DEFER event", 5*time.Second, func() bool { return len(events()) == 2 })
+	for range 2 {
+		if n, err := r.srv.RetryQueue(context.Background(), "Unreachable", true); err != nil || n != 1 {
+			t.Fatalf("resubmit: %d messages, %v", n, err)
+		}
+	}
+	waitFor(t, "two RESUBMIT events", 5*time.Second, func() bool { return len(events()) == 4 })
+	src.set(smartHost(t, "Everything", "*", sink.Port()))
+	sink.Wait(t, 1, 5*time.Second)
+	waitFor(t, "the SEND event", 5*time.Second, func() bool { return len(events()) == 5 })
+	want := "SMTP/RECEIVE,ROUTING/DEFER,ADMIN/RESUBMIT,ADMIN/RESUBMIT,SMTP/SEND"
+	if got := strings.Join(events(), ","); got != want {
+		t.Errorf("events\n got %s\nwant %s", got, want)
+	}
+	defers, _ := tracking.Search(logDir, tracking.Filter{EventID: "DEFER"})
+	if len(defers) != 1 || defers[0].RecipientStatus[0] != routing.NoMatchingConnector {
+		t.Errorf("DEFER events %+v", defers)
+	}
+}
+
+// startTracked starts a server writing its message tracking log to the
+// directory it returns.
+func startTracked(t *testing.T, src Source) (*running, string) {
+	t.Helper()
+	dir := t.TempDir()
+	logDir := filepath.Join(dir, "MessageTracking")
+	tl, err := tracking.Open(logfile.Config{Dir: logDir, Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tl.Close() })
+	opts := testOptions(dir)
+	opts.Tracking = tl
+	return startServer(t, opts, src), logDir
 }

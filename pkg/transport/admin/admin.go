@@ -6,6 +6,7 @@
 // (curl --unix-socket /run/sendconn/admin.sock http://sendconn/v1/queues)
 // while file permissions, not a password, decide who may use it.
 //
+//	GET  /v1/status                         the server, its configuration revision
 //	GET  /v1/queues[?identity=Q]            Get-Queue
 //	POST /v1/queues/retry?identity=Q[&resubmit=true]
 //	POST /v1/queues/suspend?identity=Q
@@ -39,6 +40,7 @@ import (
 
 // API is what serve offers administrators; *transport.Server implements it.
 type API interface {
+	Status() transport.Status
 	Queues(identity string) ([]transport.QueueInfo, error)
 	Messages(queue string) ([]transport.MessageInfo, error)
 	RetryQueue(ctx context.Context, identity string, resubmit bool) (int, error)
@@ -142,6 +144,7 @@ func Serve(ctx context.Context, ln net.Listener, api API, log *slog.Logger) erro
 func Handler(api API, log *slog.Logger) http.Handler {
 	h := &handler{api: api, log: log}
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", h.status)
 	mux.HandleFunc("GET /v1/queues", h.queues)
 	mux.HandleFunc("GET /v1/messages", h.messages)
 	mux.HandleFunc("POST /v1/{kind}/{op}", h.operation)
@@ -156,6 +159,10 @@ type handler struct {
 // opTimeout bounds how long an operation waits for a message that is
 // being delivered.
 const opTimeout = 30 * time.Second
+
+func (h *handler) status(w http.ResponseWriter, _ *http.Request) {
+	h.reply(w, h.api.Status(), nil)
+}
 
 func (h *handler) queues(w http.ResponseWriter, r *http.Request) {
 	qs, err := h.api.Queues(r.URL.Query().Get("identity"))
@@ -250,6 +257,12 @@ func NewClient(path string) *Client {
 		},
 		Timeout: opTimeout + 10*time.Second,
 	}}
+}
+
+// Status reports the running server's state.
+func (c *Client) Status(ctx context.Context) (transport.Status, error) {
+	var out transport.Status
+	return out, c.do(ctx, http.MethodGet, "/v1/status", nil, &out)
 }
 
 // Queues is Get-Queue.

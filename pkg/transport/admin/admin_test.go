@@ -18,6 +18,10 @@ type fakeAPI struct {
 	err   error
 }
 
+func (f *fakeAPI) Status() transport.Status {
+	f.calls = append(f.calls, "Status")
+	return transport.Status{Server: "EX01", StoreRevision: 7, Connectors: 2}
+}
 func (f *fakeAPI) Queues(id string) ([]transport.QueueInfo, error) {
 	f.calls = append(f.calls, "Queues "+id)
 	return []transport.QueueInfo{{Identity: `EX01\contoso.com`, Status: transport.StatusRetry, MessageCount: 2}}, f.err
@@ -110,6 +114,10 @@ func TestClientCallsTheAPI(t *testing.T) {
 	api := &fakeAPI{}
 	_, c := serve(t, api)
 	ctx := context.Background()
+	st, err := c.Status(ctx)
+	if err != nil || st.Server != "EX01" || st.StoreRevision != 7 || st.Connectors != 2 {
+		t.Errorf("Status = %+v, %v", st, err)
+	}
 	qs, err := c.Queues(ctx, `EX01\contoso.com`)
 	if err != nil || len(qs) != 1 || qs[0].Status != transport.StatusRetry || qs[0].MessageCount != 2 {
 		t.Errorf("Queues = %+v, %v", qs, err)
@@ -132,7 +140,7 @@ func TestClientCallsTheAPI(t *testing.T) {
 	if n, err := c.MessageOp(ctx, "remove", `EX01\contoso.com\m1`, true); n != 1 || err != nil {
 		t.Errorf("remove = %d, %v", n, err)
 	}
-	want := []string{`Queues EX01\contoso.com`, "Messages contoso.com", "RetryQueue Unreachable true",
+	want := []string{"Status", `Queues EX01\contoso.com`, "Messages contoso.com", "RetryQueue Unreachable true",
 		"SuspendQueue contoso.com", "SuspendMessage m1", "ResumeQueue contoso.com", "ResumeMessage m1",
 		`RemoveMessage EX01\contoso.com\m1 true`}
 	if fmt.Sprint(api.calls) != fmt.Sprint(want) {
