@@ -96,7 +96,7 @@ Filters combine; times take RFC 3339 ("2026-11-23T18:00:00Z") or a date.`,
 	annotate(fs.Lookup("recipients"), psNameAnnotation, "Recipients")
 	fs.StringVar(&o.messageID, "message-id", "", "the Message-ID header, with or without <>")
 	annotate(fs.Lookup("message-id"), psNameAnnotation, "MessageId")
-	fs.StringVar(&o.eventID, "event-id", "", "RECEIVE, SEND, DEFER, FAIL, EXPIRE or DSN")
+	fs.StringVar(&o.eventID, "event-id", "", "RECEIVE, SEND, DEFER, FAIL, EXPIRE, DSN or RESUBMIT")
 	annotate(fs.Lookup("event-id"), psNameAnnotation, "EventId")
 	fs.StringVar(&o.start, "start", "", "events from this time on")
 	annotate(fs.Lookup("start"), psNameAnnotation, "Start")

@@ -271,7 +271,7 @@ func (s *Server) attempt(ctx context.Context, m *queue.Message, now time.Time) (
 			defer release()
 			s.setActive(key, +1)
 			defer s.setActive(key, -1)
-			results := s.deliverer.Deliver(ctx, delivery.Hop{Connector: conn, ACL: cfg.snap.ACLs[conn.Guid], Domain: g.Domain}, s.outgoing(m, g.Recipients, rcpts))
+			results := s.deliverer.Deliver(ctx, delivery.Hop{Connector: conn, ACL: cfg.snap.ACLs[conn.Guid], Domain: g.Domain, Fingerprint: cfg.fingerprints[conn.Guid]}, s.outgoing(m, g.Recipients, rcpts))
 			s.recordResults(m, &conn, rcpts, results, &mu, func(r *queue.Recipient) {
 				relayed = append(relayed, indexOf(r))
 			})

@@ -121,6 +121,9 @@ type routingConfig struct {
 	snap      *Snapshot
 	index     *routing.Index
 	installed time.Time
+	// fingerprints holds delivery.Fingerprint per connector Guid,
+	// computed once per snapshot rather than once per delivery.
+	fingerprints map[string]string
 }
 
 // New opens the queue (which only one process may hold) and reads the
@@ -191,7 +194,14 @@ func New(ctx context.Context, opts Options, src Source) (*Server, error) {
 // install builds the routing index for snap and makes it current.
 func (s *Server) install(snap *Snapshot) {
 	local := routing.Local{Name: s.opts.ServerName, Site: s.opts.ServerSite}
-	s.config.Store(&routingConfig{snap: snap, index: routing.NewIndex(snap.Connectors, snap.Domains, local), installed: s.opts.Now()})
+	fps := make(map[string]string, len(snap.Connectors))
+	for _, c := range snap.Connectors {
+		fps[c.Guid] = delivery.Fingerprint(c, snap.ACLs[c.Guid])
+	}
+	s.config.Store(&routingConfig{
+		snap: snap, index: routing.NewIndex(snap.Connectors, snap.Domains, local),
+		installed: s.opts.Now(), fingerprints: fps,
+	})
 }
 
 // Status is what a running server says about itself: which configuration

@@ -14,8 +14,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -93,6 +96,25 @@ type Hop struct {
 	// Domain is the recipient domain, for DNS connectors and
 	// DomainValidation without TlsDomain.
 	Domain string
+	// Fingerprint is Fingerprint(Connector, ACL), which callers that
+	// deliver through the same configuration many times compute once.
+	// Empty means it is computed for this delivery.
+	Fingerprint string
+}
+
+// Fingerprint identifies a connector's whole configuration together with
+// its permissions and password. Idle sessions are pooled per fingerprint,
+// so a connector changed in any way never reuses a session set up under
+// its old rules — not even within the second WhenChanged records.
+func Fingerprint(c connector.SendConnector, acl permissions.ACL) string {
+	h := sha256.New()
+	enc := json.NewEncoder(h)
+	_ = enc.Encode(c)
+	_ = enc.Encode(acl)
+	if c.AuthenticationCredential != nil {
+		h.Write([]byte(c.AuthenticationCredential.Password.Reveal()))
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // Resolver finds next hops. *resolver.Resolver is the real one; its
@@ -397,10 +419,11 @@ func (d *Deliverer) deliverVia(ctx context.Context, hop Hop, h nextHop, msg Mess
 }
 
 func poolKey(hop Hop, h nextHop) string {
-	// The connector's whole configuration is part of the key: a changed
-	// connector must not reuse a session set up under its old rules.
-	c := hop.Connector
-	return fmt.Sprintf("%s|%s|%s|%d", c.Guid, c.WhenChanged.Format(time.RFC3339Nano), h.addr, len(hop.ACL))
+	fp := hop.Fingerprint
+	if fp == "" {
+		fp = Fingerprint(hop.Connector, hop.ACL)
+	}
+	return fp + "|" + h.addr
 }
 
 func (d *Deliverer) takeIdle(key string) *session {

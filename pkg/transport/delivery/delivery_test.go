@@ -315,3 +315,30 @@ func TestConnectorSizeLimit(t *testing.T) {
 	c.MaxMessageSize = 10
 	wantStatus(t, deliverer(t, nil).Deliver(context.Background(), hop(c), message("bob@fabrikam.com")), Permanent, "5.3.4")
 }
+
+// A connector changed within the second WhenChanged records must not reuse
+// the idle session its old configuration set up: the new Fqdn is in the
+// EHLO of a fresh session.
+func TestChangedConnectorGetsAFreshSession(t *testing.T) {
+	srv := testsmtp.Start(t, testsmtp.Options{})
+	c := smartHostConnector(t, srv)
+	d := deliverer(t, nil)
+	wantStatus(t, d.Deliver(context.Background(), hop(c), message("bob@fabrikam.com")), Delivered, "250")
+	changed := c
+	changed.Fqdn = "relay.contoso.com"
+	if !changed.WhenChanged.Equal(c.WhenChanged) || Fingerprint(changed, nil) == Fingerprint(c, nil) {
+		t.Fatal("the test needs an equal WhenChanged and different fingerprints")
+	}
+	wantStatus(t, d.Deliver(context.Background(), hop(changed), message("carol@fabrikam.com")), Delivered, "250")
+	msgs := srv.Messages()
+	if len(msgs) != 2 || msgs[0].Helo != "mail.contoso.com" || msgs[1].Helo != "relay.contoso.com" {
+		t.Errorf("EHLO names %q, %q; want mail.contoso.com then relay.contoso.com", msgs[0].Helo, msgs[len(msgs)-1].Helo)
+	}
+	withPassword := c
+	withPassword.AuthenticationCredential = &connector.Credential{UserName: "svc", Password: connector.NewSecret("a")}
+	otherPassword := withPassword
+	otherPassword.AuthenticationCredential = &connector.Credential{UserName: "svc", Password: connector.NewSecret("b")}
+	if Fingerprint(withPassword, nil) == Fingerprint(otherPassword, nil) {
+		t.Error("a new password keeps the fingerprint")
+	}
+}
