@@ -61,6 +61,7 @@ type Config struct {
 
 	AdminSocket        string
 	AdminMetricsListen string
+	AdminPprof         bool
 
 	SendProtocolLogPath             string
 	SendProtocolLogMaxFileSize      connector.ByteSize
@@ -221,6 +222,7 @@ var configKeys = []configKey{
 	{name: "admin.socket", kind: kindString, def: func(e *configEnv) any { return filepath.Join(e.runtimeDir(), "admin.sock") },
 		set: func(c *Config, v any) { c.AdminSocket = v.(string) }},
 	{name: "admin.metrics-listen", kind: kindString, def: str(""), set: func(c *Config, v any) { c.AdminMetricsListen = v.(string) }},
+	{name: "admin.pprof", kind: kindBool, def: func(*configEnv) any { return false }, set: func(c *Config, v any) { c.AdminPprof = v.(bool) }},
 
 	{name: "logs.send-protocol-log-path", kind: kindString, def: func(e *configEnv) any {
 		return filepath.Join(e.stateDir("/var/log/sendconn"), "ProtocolLog", "SmtpSend")

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -138,7 +139,7 @@ func runServe(ctx context.Context, app *App, cmd *cobra.Command, o *serveOptions
 			ln.Close()
 			return err
 		}
-		msrv := &http.Server{Handler: metricsHandler(reg), ReadHeaderTimeout: 10 * time.Second}
+		msrv := &http.Server{Handler: metricsHandler(reg, cfg.AdminPprof), ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = msrv.Serve(mln) }()
 		defer msrv.Close()
 		logger.Info("metrics", "listen", mln.Addr().String())
@@ -388,9 +389,18 @@ func listenMetrics(addr string, logger *slog.Logger) (net.Listener, error) {
 	return ln, nil
 }
 
-// metricsHandler serves the Prometheus exposition at /metrics.
-func metricsHandler(reg *prometheus.Registry) http.Handler {
+// metricsHandler serves the Prometheus exposition at /metrics and, with
+// admin.pprof, Go's runtime profiles at /debug/pprof/ (go tool pprof
+// http://127.0.0.1:9425/debug/pprof/profile).
+func metricsHandler(reg *prometheus.Registry, profiles bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if profiles {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }

@@ -143,7 +143,7 @@ func (s *Server) queueNotice(m *queue.Message, action dsn.Action, idx []int, unt
 	s.track(m, tracking.Event{EventID: "DSN", Source: "DSN", Recipients: []string{m.From},
 		RelatedRecipientAddress: strings.Join(about, ";"), Reference: n.ID, SourceContext: string(action)})
 	s.log.Info("notification queued", "queue_id", n.ID, "original", m.ID, "action", string(action), "to", m.From, "rcpts", len(rep.Recipients))
-	s.poke()
+	s.schedule(n)
 	return nil
 }
 

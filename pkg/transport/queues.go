@@ -494,15 +494,20 @@ func (s *Server) withMessage(ctx context.Context, id string, f func(m *queue.Mes
 		case <-t.C:
 		}
 	}
-	defer s.release(id)
-	m, err := s.queue.Get(id)
-	if errors.Is(err, queue.ErrNotFound) {
-		return fmt.Errorf("%s: %w", id, ErrNoSuchMessage)
-	}
-	if err != nil {
-		return err
-	}
-	return f(m)
+	err := func() error {
+		defer s.release(id)
+		m, err := s.queue.Get(id)
+		if errors.Is(err, queue.ErrNotFound) {
+			return fmt.Errorf("%s: %w", id, ErrNoSuchMessage)
+		}
+		if err != nil {
+			return err
+		}
+		return f(m)
+	}()
+	// After the release: the scheduler skips claimed messages.
+	s.reschedule(id)
+	return err
 }
 
 // SuspendMessage holds a message (all its queues) until ResumeMessage.

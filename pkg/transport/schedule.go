@@ -15,14 +15,20 @@ import (
 
 // scheduleLoop hands every message that has work to a worker: recipients
 // due for an attempt, an expiry or a delay notice that fell due, or a
-// failure whose notification is still to be queued. It runs when woken by
-// a new message, a reload or an admin command, and at least once a second
-// for retries that came due.
+// failure whose notification is still to be queued. The due list says
+// which messages those are; the loop sleeps until the earliest of them,
+// a wake-up (a new message, a reload, an admin command) or a second at
+// most.
 func (s *Server) scheduleLoop(ctx, runCtx context.Context) {
-	t := time.NewTicker(time.Second)
+	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
 		s.dispatch(runCtx)
+		wait := time.Second
+		if at, ok := s.due.next(); ok {
+			wait = min(wait, max(at.Sub(s.opts.Now()), 0))
+		}
+		t.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return
@@ -32,26 +38,44 @@ func (s *Server) scheduleLoop(ctx, runCtx context.Context) {
 	}
 }
 
+// notifyRetryDelay is how long a message whose notification could not be
+// queued (the queue's disk failed) waits before the next try.
+const notifyRetryDelay = 10 * time.Second
+
 func (s *Server) dispatch(ctx context.Context) {
-	now := s.opts.Now()
-	rt := *s.retry.Load()
-	for _, m := range s.queue.Messages() {
-		if !needsWork(m, now, rt) || !s.claim(m.ID) {
-			continue
-		}
-		select {
-		case s.outbound <- struct{}{}:
-		case <-ctx.Done():
-			s.release(m.ID)
+	for {
+		ids := s.due.popDue(s.opts.Now(), 256)
+		if len(ids) == 0 {
 			return
 		}
-		s.workers.Add(1)
-		go func(id string) {
-			defer s.workers.Done()
-			defer func() { <-s.outbound }()
-			defer s.release(id)
-			s.process(ctx, id)
-		}(m.ID)
+		for i, id := range ids {
+			// A claimed message is being changed; its holder lists it
+			// again when done.
+			if !s.claim(id) {
+				continue
+			}
+			select {
+			case s.outbound <- struct{}{}:
+			case <-ctx.Done():
+				s.release(id)
+				for _, rest := range ids[i:] {
+					s.reschedule(rest)
+				}
+				return
+			}
+			s.workers.Add(1)
+			go func() {
+				defer s.workers.Done()
+				defer func() { <-s.outbound }()
+				m := s.process(ctx, id)
+				s.release(id)
+				if m != nil && hasUnnotified(m) {
+					s.due.set(id, s.opts.Now().Add(notifyRetryDelay))
+					return
+				}
+				s.reschedule(id)
+			}()
+		}
 	}
 }
 
@@ -132,14 +156,18 @@ func delayNoticeDue(m *queue.Message, now time.Time, rt Retry) bool {
 	return false
 }
 
-// process does one message's due work and records the outcome.
-func (s *Server) process(ctx context.Context, id string) {
+// process does one message's due work and records the outcome; it
+// returns the message as it left it (nil if it is gone).
+func (s *Server) process(ctx context.Context, id string) *queue.Message {
 	m, err := s.queue.Get(id)
 	if err != nil {
-		return // removed meanwhile
+		return nil // removed meanwhile
 	}
 	now := s.opts.Now()
 	rt := *s.retry.Load()
+	if !needsWork(m, now, rt) {
+		return m // listed early, or changed since it was listed
+	}
 	var relayed []int
 	if !m.Suspended && hasPending(m) {
 		switch {
@@ -155,6 +183,7 @@ func (s *Server) process(ctx context.Context, id string) {
 		}
 	}
 	s.settle(m, relayed)
+	return m
 }
 
 // expire ends every pending recipient with Exchange's QUEUE.Expired NDR,

@@ -114,6 +114,7 @@ type Server struct {
 	suspended *suspendedQueues
 	metrics   *metrics
 	started   time.Time
+	due       *dueList
 }
 
 // routingConfig is one snapshot ready to route with.
@@ -157,6 +158,7 @@ func New(ctx context.Context, opts Options, src Source) (*Server, error) {
 		perConn:  map[string]chan struct{}{},
 		outbound: make(chan struct{}, opts.MaxOutboundConnections),
 		started:  opts.Now(),
+		due:      newDueList(),
 	}
 	snap, err := src.Snapshot(ctx)
 	if err != nil {
@@ -173,6 +175,7 @@ func New(ctx context.Context, opts Options, src Source) (*Server, error) {
 		_ = q.Close()
 		return nil, err
 	}
+	s.scheduleAll()
 	s.metrics = newMetrics(opts.Metrics, s)
 	opts.Delivery.Logger = opts.Logger
 	onSession := opts.Delivery.OnSession
@@ -249,7 +252,7 @@ func (sp spool) Put(env receive.Envelope, body io.Reader) (string, error) {
 		ClientIP: env.Meta["client-ip"], ClientHostname: env.Meta["helo"],
 		Recipients: addresses(m.Recipients),
 	})
-	sp.s.poke()
+	sp.s.schedule(m)
 	return m.ID, nil
 }
 
@@ -309,7 +312,12 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 
 // SetRetry changes the retry schedule of a running server (a reloaded
 // configuration file); it applies from the next attempt.
-func (s *Server) SetRetry(r Retry) { s.retry.Store(&r) }
+func (s *Server) SetRetry(r Retry) {
+	s.retry.Store(&r)
+	if s.queue != nil {
+		s.scheduleAll() // expiry and delay notices move with the schedule
+	}
+}
 
 // Reload reads the store now (SIGHUP).
 func (s *Server) Reload(ctx context.Context) { s.reload(ctx, true) }
@@ -372,6 +380,7 @@ func (s *Server) rerouteWaiting() {
 			if err := s.queue.Update(m); err != nil {
 				s.log.Error("queue update failed", "queue_id", m.ID, "err", err)
 			}
+			s.reschedule(m.ID)
 		}
 	}
 }
