@@ -124,7 +124,7 @@ func runAcceptedDomainNew(ctx context.Context, app *App, o *acceptedDomainNewOpt
 	if err := app.store().Update(ctx, create); err != nil {
 		return err
 	}
-	return printObjects(app.IO.Out, acceptedDomainKind, acceptedDomainObjects([]connector.AcceptedDomain{d}), o.out)
+	return app.printObjects(acceptedDomainKind, acceptedDomainObjects([]connector.AcceptedDomain{d}), o.out)
 }
 
 type acceptedDomainGetOptions struct {
@@ -172,7 +172,7 @@ func runAcceptedDomainGet(ctx context.Context, app *App, o *acceptedDomainGetOpt
 	if err != nil {
 		return err
 	}
-	if err := printObjects(app.IO.Out, acceptedDomainKind, acceptedDomainObjects(found), o.out); err != nil {
+	if err := app.printObjects(acceptedDomainKind, acceptedDomainObjects(found), o.out); err != nil {
 		return err
 	}
 	if len(missing) > 0 {

@@ -185,7 +185,7 @@ func runNew(ctx context.Context, app *App, fs *pflag.FlagSet, o *newOptions) err
 	if err != nil {
 		return err
 	}
-	return printObjects(app.IO.Out, connectorKind, connectorObjects([]connector.SendConnector{c}), o.out)
+	return app.printObjects(connectorKind, connectorObjects([]connector.SendConnector{c}), o.out)
 }
 
 // chosenUsage reads --usage or one of the switches; two are a contradiction,
@@ -358,7 +358,7 @@ func runSet(ctx context.Context, app *App, fs *pflag.FlagSet, o *setOptions, arg
 		return nil
 	}
 	if fs.Changed("output") {
-		return printObjects(app.IO.Out, connectorKind, connectorObjects(changed), o.out)
+		return app.printObjects(connectorKind, connectorObjects(changed), o.out)
 	}
 	return nil
 }
@@ -449,7 +449,7 @@ func runGet(ctx context.Context, app *App, o *getOptions, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := printObjects(app.IO.Out, connectorKind, connectorObjects(found), o.out); err != nil {
+	if err := app.printObjects(connectorKind, connectorObjects(found), o.out); err != nil {
 		return err
 	}
 	return notFound(missing)
@@ -530,7 +530,7 @@ func runRemove(ctx context.Context, app *App, fs *pflag.FlagSet, o *removeOption
 		return err
 	}
 	if fs.Changed("output") {
-		return printObjects(app.IO.Out, connectorKind, connectorObjects(targets), o.out)
+		return app.printObjects(connectorKind, connectorObjects(targets), o.out)
 	}
 	return nil
 }

@@ -63,6 +63,8 @@ type outputOptions struct {
 	Format     string
 	Properties []string
 	NoHeaders  bool
+	// path is where exec's Export-Csv writes; empty is standard output.
+	path string
 }
 
 // validate checks the format and properties before anything runs, so a typo

@@ -284,7 +284,7 @@ func runChangeACL(ctx context.Context, app *App, fs *pflag.FlagSet, o *aceOption
 	if o.whatIf || (!add && !fs.Changed("output")) {
 		return nil
 	}
-	return printObjects(app.IO.Out, permissionKind, shown, o.out)
+	return app.printObjects(permissionKind, shown, o.out)
 }
 
 // addEntry adds req to acl. Without an explicit --inheritance-type the
@@ -432,7 +432,7 @@ func runPermissionGet(ctx context.Context, app *App, fs *pflag.FlagSet, o *permi
 	if err != nil {
 		return err
 	}
-	if err := printObjects(app.IO.Out, permissionKind, rows, o.out); err != nil {
+	if err := app.printObjects(permissionKind, rows, o.out); err != nil {
 		return err
 	}
 	return notFound(missing)

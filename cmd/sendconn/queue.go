@@ -157,7 +157,7 @@ waits for NextRetryTime; LastError says why.`,
 			if err != nil {
 				return adminError(err)
 			}
-			return printObjects(app.IO.Out, queueKind, pointersTo(qs), o.out)
+			return app.printObjects(queueKind, pointersTo(qs), o.out)
 		},
 	}
 	fs := cmd.Flags()
@@ -296,7 +296,7 @@ formats also each recipient with its status and last error (as
 			if err != nil {
 				return adminError(err)
 			}
-			return printObjects(app.IO.Out, messageKind, pointersTo(ms), o.out)
+			return app.printObjects(messageKind, pointersTo(ms), o.out)
 		},
 	}
 	fs := cmd.Flags()

@@ -26,6 +26,20 @@ type App struct {
 
 	configFile string
 	cfg        *Config
+	// capture, when set, receives what a command would print instead of
+	// its printing it: exec runs cmdlets in-process and pipes their
+	// objects on.
+	capture func(kind *objectKind, objs []any)
+}
+
+// printObjects prints objs as the command's output options say, or hands
+// them to capture.
+func (app *App) printObjects(kind *objectKind, objs []any, o outputOptions) error {
+	if app.capture != nil {
+		app.capture(kind, objs)
+		return nil
+	}
+	return printObjects(app.IO.Out, kind, objs, o)
 }
 
 func newApp(io *IOStreams, getenv func(string) string) *App {
@@ -90,6 +104,7 @@ the Exchange Management Shell (-DNSRoutingEnabled '$false').`,
 		newQueueCmd(app), newMessageCmd(app),
 		newRouteCmd(app),
 		newTestConnectorCmd(app), newTrackingCmd(app),
+		newExecCmd(app), newExportCmd(app),
 		newVersionCmd(app), newGenDocsCmd(app),
 	)
 	root.InitDefaultCompletionCmd()

@@ -269,7 +269,7 @@ func runRoute(ctx context.Context, app *App, o *routeOptions, args []string) err
 			rows[i].nextHops = dns.nextHops(ctx, rows[i].Route.Connector, rows[i].Domain)
 		}
 	}
-	return printObjects(app.IO.Out, kind, pointersTo(rows), o.out)
+	return app.printObjects(kind, pointersTo(rows), o.out)
 }
 
 // hopResolvers are the resolvers serve's deliverer uses: the internal one

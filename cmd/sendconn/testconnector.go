@@ -174,7 +174,7 @@ func runTestConnector(ctx context.Context, app *App, id string, o *testConnector
 			failed++
 		}
 	}
-	if err := printObjects(app.IO.Out, probeKind, pointersTo(rows), o.out); err != nil {
+	if err := app.printObjects(probeKind, pointersTo(rows), o.out); err != nil {
 		return err
 	}
 	if failed > 0 {

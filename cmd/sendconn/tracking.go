@@ -86,7 +86,7 @@ Filters combine; times take RFC 3339 ("2026-11-23T18:00:00Z") or a date.`,
 			if err != nil {
 				return err
 			}
-			return printObjects(app.IO.Out, trackingKind, pointersTo(events), o.out)
+			return app.printObjects(trackingKind, pointersTo(events), o.out)
 		},
 	}
 	fs := cmd.Flags()
