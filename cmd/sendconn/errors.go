@@ -96,10 +96,13 @@ func printError(w io.Writer, err error) {
 	if errors.As(err, &silent) {
 		return
 	}
+	// Every subject on the way down names where a validation problem
+	// is: "script.ps1: line 3: Relay: …".
 	prefix := ""
-	var subject *subjectError
-	if errors.As(err, &subject) {
-		prefix = subject.subject + ": "
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if subject, ok := e.(*subjectError); ok {
+			prefix += subject.subject + ": "
+		}
 	}
 	var invalid *connector.ValidationError
 	if errors.As(err, &invalid) {

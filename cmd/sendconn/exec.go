@@ -134,20 +134,12 @@ func readScript(app *App, file string) (src, name string, err error) {
 // lineError names the line a runtime failure came from, keeping the
 // failure's exit code.
 func lineError(name string, at ems.Pos, err error) error {
-	prefix := fmt.Sprintf("%s: line %d", name, at.Line)
+	subject := fmt.Sprintf("%s: line %d", name, at.Line)
 	if strings.HasPrefix(err.Error(), fmt.Sprintf("line %d, column ", at.Line)) {
-		prefix = name // the error names the place itself
+		subject = name // the error names the place itself
 	}
-	return &lineErr{prefix: prefix, err: err}
+	return &subjectError{subject: subject, err: err}
 }
-
-type lineErr struct {
-	prefix string
-	err    error
-}
-
-func (e *lineErr) Error() string { return e.prefix + ": " + e.err.Error() }
-func (e *lineErr) Unwrap() error { return e.err }
 
 // posErrorf is an error in the script at a known place, found before
 // anything runs.
