@@ -402,13 +402,23 @@ func (d *Deliverer) isSelf(name string, ips []netip.Addr, port int) bool {
 func (d *Deliverer) deliverVia(ctx context.Context, hop Hop, h nextHop, msg Message) ([]Result, error) {
 	key := poolKey(hop, h)
 	s := d.takeIdle(key)
-	if s == nil {
+	reused := s != nil
+	if !reused {
 		var err error
 		if s, err = d.connect(ctx, hop, h); err != nil {
 			return nil, err
 		}
 	}
 	results, reusable, err := d.transaction(hop, s, msg)
+	if reused && errors.Is(err, errSessionLost) {
+		// The pooled session had died (the remote end timed it out):
+		// nothing of this message reached it, so try a fresh one.
+		s.end(false)
+		if s, err = d.connect(ctx, hop, h); err != nil {
+			return nil, err
+		}
+		results, reusable, err = d.transaction(hop, s, msg)
+	}
 	s.messages++
 	if err != nil || !reusable || s.messages >= hop.Connector.SmtpMaxMessagesPerConnection {
 		s.end(err == nil)
@@ -426,16 +436,28 @@ func poolKey(hop Hop, h nextHop) string {
 	return fp + "|" + h.addr
 }
 
+// probeIdleAfter is how long a pooled session may have idled before its
+// reuse is preceded by a NOOP. A younger one is used at once: a NOOP per
+// message would cost a round trip each, and a session that died anyway
+// fails at MAIL, which deliverVia retries on a fresh connection.
+const probeIdleAfter = 2 * time.Second
+
+// takeIdle takes a pooled session for key, if there is a live one. The
+// pool lock is not held across the NOOP.
 func (d *Deliverer) takeIdle(key string) *session {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	for {
+		d.mu.Lock()
 		ss := d.idle[key]
 		if len(ss) == 0 {
+			d.mu.Unlock()
 			return nil
 		}
 		s := ss[len(ss)-1]
 		d.idle[key] = ss[:len(ss)-1]
+		d.mu.Unlock()
+		if time.Since(s.idleSince) < probeIdleAfter {
+			return s
+		}
 		if err := s.c.Noop(); err != nil {
 			s.end(false)
 			continue
@@ -746,6 +768,11 @@ func (d *Deliverer) transaction(hop Hop, s *session, msg Message) (results []Res
 			_ = client.Reset()
 			return nil, false, &hostError{reply: r.Error(), perm: true}
 		}
+		if r == nil || r.Code == 421 {
+			// No reply, or the remote end closing: the session is gone
+			// before anything of this message was accepted.
+			return nil, false, fmt.Errorf("%w: %w", errSessionLost, &hostError{reply: asReply(err)})
+		}
 		return nil, false, &hostError{reply: asReply(err)}
 	}
 	var accepted []string
@@ -803,6 +830,11 @@ func (d *Deliverer) transaction(hop Hop, s *session, msg Message) (results []Res
 	}
 	return append(results, delivered...), true, nil
 }
+
+// errSessionLost marks a transaction that failed at MAIL because the
+// session was gone; deliverVia retries it once on a new connection when the
+// session came from the pool.
+var errSessionLost = errors.New("session lost")
 
 // firewalled returns the message as it may leave: the header block filtered
 // under p, the body streamed as stored. Only the header is read into memory.

@@ -342,3 +342,29 @@ func TestChangedConnectorGetsAFreshSession(t *testing.T) {
 		t.Error("a new password keeps the fingerprint")
 	}
 }
+
+// A pooled session that died while idle (the remote end timed it out) costs
+// no deferral: MAIL fails on it, and the message goes through a fresh
+// connection at once.
+func TestDeadPooledSessionIsReplaced(t *testing.T) {
+	srv := testsmtp.Start(t, testsmtp.Options{})
+	c := smartHostConnector(t, srv)
+	d := deliverer(t, nil)
+	wantStatus(t, d.Deliver(context.Background(), hop(c), message("bob@fabrikam.com")), Delivered, "250")
+	d.mu.Lock()
+	n := 0
+	for _, ss := range d.idle {
+		for _, s := range ss {
+			_ = s.c.Close() // as if the remote end had hung up
+			n++
+		}
+	}
+	d.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d pooled sessions, want 1", n)
+	}
+	wantStatus(t, d.Deliver(context.Background(), hop(c), message("carol@fabrikam.com")), Delivered, "250")
+	if got := len(srv.Messages()); got != 2 {
+		t.Errorf("%d messages arrived, want 2", got)
+	}
+}
