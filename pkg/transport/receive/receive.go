@@ -29,9 +29,13 @@ import (
 	"mime"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -136,12 +140,10 @@ func New(cfg Config, sp Spool) *Server {
 	return s
 }
 
-// Serve accepts connections on ln until Close.
+// Serve accepts connections on ln until Close. ln must be a plain
+// listener: TLS comes from STARTTLS.
 func (s *Server) Serve(ln net.Listener) error {
-	if s.sem != nil {
-		ln = &limitListener{Listener: ln, sem: s.sem, log: s.cfg.Logger}
-	}
-	err := s.smtp.Serve(ln)
+	err := s.smtp.Serve(&listener{Listener: ln, sem: s.sem, log: s.cfg.Logger})
 	if errors.Is(err, smtp.ErrServerClosed) {
 		return nil
 	}
@@ -170,7 +172,33 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 			break
 		}
 	}
+	if !validHelo(c.Hostname()) {
+		return nil, errBadHelo
+	}
 	return &session{b: b, conn: c, ip: ip, ipTrusted: trusted}, nil
+}
+
+// errBadHelo refuses an EHLO/HELO name that could not be recorded as it
+// is: one with control characters (NUL, CR, ...) or bytes that are not
+// UTF-8, which the queue would refuse only after the whole DATA.
+var errBadHelo = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Invalid EHLO domain"}
+
+func validHelo(name string) bool {
+	return utf8.ValidString(name) && !strings.ContainsFunc(name, unicode.IsControl)
+}
+
+// validAddress reports whether a path go-smtp parsed may go into the
+// envelope. go-smtp keeps any byte but SP, HTAB and '>' in the domain and
+// any byte at all in a quoted local part, which it also unquotes. What is
+// kept is sent on unquoted ("MAIL FROM:<"+addr+">") by the delivery side,
+// so a control character (a CR above all) or a SP, '<' or '>' would change
+// the command the next hop reads; invalid UTF-8 the queue would refuse
+// only after the whole DATA, as a temporary failure the client retries
+// for ever.
+func validAddress(addr string) bool {
+	return utf8.ValidString(addr) && !strings.ContainsFunc(addr, func(r rune) bool {
+		return unicode.IsControl(r) || r == ' ' || r == '<' || r == '>'
+	})
 }
 
 type session struct {
@@ -178,8 +206,23 @@ type session struct {
 	conn      *smtp.Conn
 	ip        netip.Addr
 	ipTrusted bool
-	user      string // authenticated user, "" if none
-	env       Envelope
+
+	// mu guards what follows. For BDAT go-smtp runs Data in a goroutine
+	// of its own, and calls Reset (RSET, EHLO, a chunk that failed or
+	// timed out) or Auth without waiting for it to return.
+	mu     sync.Mutex
+	user   string // authenticated user, "" if none
+	inTxn  bool   // MAIL was accepted and no Reset came since
+	env    Envelope
+	origin origin
+}
+
+// origin is what a message's stamp and meta say about the client, taken
+// at MAIL, so that Data never reads go-smtp's connection state while
+// go-smtp may change it.
+type origin struct {
+	helo string
+	tls  *tls.ConnectionState // nil without TLS
 }
 
 func (s *session) cfg() *Config { return &s.b.srv.cfg }
@@ -197,7 +240,9 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 			s.cfg().Logger.Warn("authentication failed", "remote", s.ip.String(), "user", user)
 			return smtp.ErrAuthFailed
 		}
+		s.mu.Lock()
 		s.user = user
+		s.mu.Unlock()
 		return nil
 	}
 	switch mech {
@@ -232,16 +277,43 @@ func (s *Server) checkPassword(user, pass string) bool {
 var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("sendconn-no-such-user"), bcrypt.DefaultCost)
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
-	s.env = Envelope{From: from}
-	if opts != nil {
-		s.env.Return = string(opts.Return)
-		s.env.EnvelopeID = opts.EnvelopeID
+	// go-smtp asks the backend only about the first EHLO of a session
+	// (NewSession); a later one replaces the name unchecked.
+	if !validHelo(s.conn.Hostname()) {
+		return errBadHelo
 	}
+	// go-smtp takes a second MAIL in a transaction and keeps the
+	// recipients it counted; a new envelope here would reach DATA with
+	// none of them (RFC 5321 4.1.4: 503).
+	s.mu.Lock()
+	nested := s.inTxn
+	s.mu.Unlock()
+	if nested {
+		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Nested MAIL command"}
+	}
+	if !validAddress(from) {
+		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Invalid sender address"}
+	}
+	env := Envelope{From: from}
+	if opts != nil {
+		env.Return = string(opts.Return)
+		env.EnvelopeID = opts.EnvelopeID
+	}
+	o := origin{helo: s.conn.Hostname()}
+	if state, ok := s.conn.TLSConnectionState(); ok {
+		o.tls = &state
+	}
+	s.mu.Lock()
+	s.env, s.origin, s.inTxn = env, o, true
+	s.mu.Unlock()
 	return nil
 }
 
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
-	if !s.ipTrusted && s.user == "" {
+	s.mu.Lock()
+	user := s.user
+	s.mu.Unlock()
+	if !s.ipTrusted && user == "" {
 		if s.authOffered() {
 			return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
 		}
@@ -251,8 +323,16 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if _, domain, ok := strings.Cut(to, "@"); !ok || domain == "" {
 		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Recipient address needs a domain"}
 	}
+	if !validAddress(to) {
+		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Invalid recipient address"}
+	}
 	rcpt := Recipient{Address: to}
 	if opts != nil {
+		// go-smtp checks an rfc822 ORCPT, but passes a utf-8 one with
+		// control characters and bytes that are not UTF-8.
+		if orcpt := opts.OriginalRecipient; !utf8.ValidString(orcpt) || strings.ContainsFunc(orcpt, unicode.IsControl) {
+			return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "Malformed ORCPT parameter value"}
+		}
 		for _, n := range opts.Notify {
 			rcpt.Notify = append(rcpt.Notify, string(n))
 		}
@@ -260,7 +340,9 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 			rcpt.ORCPT = strings.ToLower(string(opts.OriginalRecipientType)) + ";" + opts.OriginalRecipient
 		}
 	}
+	s.mu.Lock()
 	s.env.Recipients = append(s.env.Recipients, rcpt)
+	s.mu.Unlock()
 	return nil
 }
 
@@ -277,21 +359,36 @@ func (s *session) Data(r io.Reader) error {
 	cfg := s.cfg()
 	now := cfg.Now()
 	id := newMessageID()
-	br := bufio.NewReaderSize(r, 64<<10)
+	s.mu.Lock()
+	env := s.env
+	env.Recipients = slices.Clone(s.env.Recipients)
+	user, o := s.user, s.origin
+	s.mu.Unlock()
+	if len(env.Recipients) == 0 {
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
+	}
+	in := &dataStream{r: r}
+	br := bufio.NewReaderSize(in, 64<<10)
 	header, err := msgheader.Read(br, cfg.MaxHeaderSize)
 	if err != nil {
-		return s.dataError(err)
+		return s.dataError(in, err)
+	}
+	// RFC 5322 has no NUL anywhere in a header. A next hop that drops
+	// NULs would read "\x00X-MS-Exchange-Organization-AuthAs:" as a field
+	// the header firewall never saw as one.
+	if bytes.IndexByte(header, 0) >= 0 {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "NUL character in the message header"}
 	}
 	header = permissions.Filter(header, permissions.ReceivePolicy())
-	stamp := s.stamp(id, now)
+	stamp := s.stamp(id, now, user, o)
 	body := io.MultiReader(bytes.NewReader(stamp), bytes.NewReader(header), br)
 	meta := map[string]string{
 		"client-ip":          s.ip.String(),
-		"helo":               s.conn.Hostname(),
+		"helo":               o.helo,
 		"network-message-id": id,
 	}
-	if s.user != "" {
-		meta["auth-user"] = s.user
+	if user != "" {
+		meta["auth-user"] = user
 	}
 	// Kept for Get-Message, which would otherwise read every queued
 	// file to show its subject.
@@ -301,26 +398,44 @@ func (s *session) Data(r io.Reader) error {
 	if mid := msgheader.Get(header, "Message-ID"); mid != "" && len(mid) <= 998 {
 		meta["message-id"] = mid
 	}
-	env := s.env
-	env.Recipients = append([]Recipient(nil), s.env.Recipients...)
 	env.Meta = meta
 	qid, err := s.b.spool.Put(env, body)
 	if err != nil {
-		return s.dataError(err)
+		return s.dataError(in, err)
 	}
 	cfg.Logger.Info("message accepted", "queue_id", qid, "network_message_id", id, "from", env.From,
 		"rcpts", len(env.Recipients), "remote", s.ip.String())
 	return nil
 }
 
-func (s *session) dataError(err error) error {
+// dataError answers a message that was not stored. When reading the
+// client's data failed, that failure decides the reply, whatever the spool
+// made of it.
+func (s *session) dataError(in *dataStream, err error) error {
 	cfg := s.cfg()
+	if in.err != nil {
+		err = in.err
+	}
 	var se *smtp.SMTPError
+	var ne net.Error
 	switch {
 	case errors.Is(err, smtp.ErrDataTooLarge):
 		return smtp.ErrDataTooLarge
 	case errors.As(err, &se):
 		return se
+	case errors.Is(err, smtp.ErrTooLongLine):
+		// go-smtp cannot read past the line; it closes the connection
+		// after this reply. Permanent: the same message fails again.
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+			Message: fmt.Sprintf("Message line longer than %d bytes; encode long lines", s.b.srv.smtp.MaxLineLength)}
+	case errors.As(err, &ne) && ne.Timeout():
+		// The connection reads nothing more (see conn), so what the
+		// client sends on is never taken for commands.
+		cfg.Logger.Info("message transfer timed out", "remote", s.ip.String())
+		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout waiting for message data, closing connection"}
+	case in.err != nil:
+		cfg.Logger.Info("message transfer aborted", "err", err, "remote", s.ip.String())
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 0}, Message: "Message transfer aborted"}
 	case errors.Is(err, msgheader.ErrTooLarge):
 		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Header block too large"}
 	case cfg.IsStorageError(err):
@@ -332,35 +447,36 @@ func (s *session) dataError(err error) error {
 }
 
 func (s *session) Reset() {
-	s.env = Envelope{}
+	s.mu.Lock()
+	s.env, s.origin, s.inTxn = Envelope{}, origin{}, false
+	s.mu.Unlock()
 }
 
 func (s *session) Logout() error { return nil }
 
 // stamp returns the header fields this server adds on top: Received: first,
 // as RFC 5321 requires, then the organization headers.
-func (s *session) stamp(id string, now time.Time) []byte {
+func (s *session) stamp(id string, now time.Time, user string, o origin) []byte {
 	cfg := s.cfg()
-	state, isTLS := s.conn.TLSConnectionState()
 	with := "ESMTP"
-	if isTLS {
+	if o.tls != nil {
 		with += "S"
 	}
-	if s.user != "" {
+	if user != "" {
 		with += "A"
 	}
-	helo := s.conn.Hostname()
+	helo := o.helo
 	if helo == "" {
 		helo = "unknown"
 	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (sendconn) with %s", sanitize(helo), s.ip, cfg.Hostname, with)
-	if isTLS {
-		fmt.Fprintf(&b, " (version=%s cipher=%s)", tls.VersionName(state.Version), tls.CipherSuiteName(state.CipherSuite))
+	if o.tls != nil {
+		fmt.Fprintf(&b, " (version=%s cipher=%s)", tls.VersionName(o.tls.Version), tls.CipherSuiteName(o.tls.CipherSuite))
 	}
 	fmt.Fprintf(&b, "\r\n\tid %s; %s\r\n", id, now.Format(time.RFC1123Z))
 	authAs := "Anonymous"
-	if s.user != "" {
+	if user != "" {
 		authAs = "Internal"
 	}
 	fmt.Fprintf(&b, "X-MS-Exchange-Organization-Network-Message-Id: %s\r\n", id)
@@ -418,23 +534,27 @@ func (l *loginServer) Next(response []byte) (challenge []byte, done bool, err er
 	return nil, true, errors.New("unexpected AUTH LOGIN response")
 }
 
-// limitListener answers connections beyond the limit with 421 instead of
-// leaving them waiting in the backlog.
-type limitListener struct {
+// listener hands go-smtp each connection as a conn. With a limit (sem not
+// nil) it answers connections beyond it with 421 instead of leaving them
+// waiting in the backlog.
+type listener struct {
 	net.Listener
 	sem chan struct{}
 	log *slog.Logger
 }
 
-func (l *limitListener) Accept() (net.Conn, error) {
+func (l *listener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
 			return nil, err
 		}
+		if l.sem == nil {
+			return &conn{Conn: c}, nil
+		}
 		select {
 		case l.sem <- struct{}{}:
-			return &releaseConn{Conn: c, release: func() { <-l.sem }}, nil
+			return &conn{Conn: c, release: func() { <-l.sem }}, nil
 		default:
 			l.log.Warn("connection refused: too many connections", "remote", c.RemoteAddr().String(), "limit", cap(l.sem))
 			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
@@ -444,15 +564,86 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	}
 }
 
-type releaseConn struct {
+// conn is a client connection that reads nothing more once a read timed
+// out: every later Read reports io.EOF, so go-smtp ends the session.
+//
+// go-smtp sets one read deadline per command, and the DATA command's also
+// covers the message. When it passes mid-message, go-smtp answers and goes
+// back to reading commands, with a fresh deadline, from the middle of the
+// message: a client that stalls and then sends on has the rest of its
+// message read as commands, and a "MAIL FROM: ... DATA ... ." inside it
+// is accepted as a second message nobody sent. A BDAT chunk that times
+// out is the same. RFC 5321 (4.5.3.2) has the server close the connection
+// after a timeout; this makes sure it does.
+type conn struct {
 	net.Conn
-	once    sync.Once
-	release func()
+	timedOut atomic.Bool
+	once     sync.Once
+	release  func() // gives back the connection's slot; nil without a limit
 }
 
-func (c *releaseConn) Close() error {
-	c.once.Do(c.release)
+func (c *conn) Read(p []byte) (int, error) {
+	if c.timedOut.Load() {
+		return 0, io.EOF
+	}
+	n, err := c.Conn.Read(p)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		c.timedOut.Store(true)
+	}
+	return n, err
+}
+
+func (c *conn) Close() error {
+	if c.release != nil {
+		c.once.Do(c.release)
+	}
 	return c.Conn.Close()
+}
+
+// dataStream passes the message data through, failing it at the first
+// CR or LF that is not part of a CRLF, and remembers the first error the
+// data had (a bare line ending, or what go-smtp's reader returned: too
+// large, line too long, a timeout, the client gone).
+//
+// go-smtp ends DATA only at CRLF.CRLF, but would store "\n.\r\n",
+// "\n.\n" or "\r.\r\n" inside a message as they are, and a next hop
+// that takes one of them for the end of data would read what follows as
+// commands: SMTP smuggling (CVE-2023-51764 and the like). The delivery
+// side makes a bare LF a CRLF but sends a bare CR on unchanged, and the
+// header firewall ends lines at LF only, so a bare CR could also hide a
+// header field from it. RFC 5321 (2.3.8) allows CR and LF only together,
+// so such data is refused with 550 5.6.11, Exchange's code for bare line
+// feeds; in a BDAT chunk too. Commands may still end with a bare LF: a command line
+// cannot end a message.
+type dataStream struct {
+	r      io.Reader
+	lastCR bool // the byte before was a CR
+	err    error
+}
+
+var errBareLineEnding = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 11},
+	Message: "Bare CR or LF in message data; lines must end with CRLF"}
+
+func (d *dataStream) Read(p []byte) (int, error) {
+	if d.err != nil {
+		return 0, d.err
+	}
+	n, err := d.r.Read(p)
+	for i, c := range p[:n] {
+		if d.lastCR != (c == '\n') {
+			d.err = errBareLineEnding
+			return i, d.err
+		}
+		d.lastCR = c == '\r'
+	}
+	switch {
+	case err == io.EOF && d.lastCR:
+		d.err = errBareLineEnding
+		return n, d.err
+	case err != nil && err != io.EOF:
+		d.err = err
+	}
+	return n, err
 }
 
 type slogErrorLog struct{ log *slog.Logger }
@@ -469,6 +660,14 @@ func displaySubject(raw string) string {
 		raw = dec
 	}
 	raw = strings.ToValidUTF8(raw, "\uFFFD")
+	// A decoded word may carry any byte: no CR, LF or terminal escape
+	// reaches a listing.
+	raw = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, raw)
 	if r := []rune(raw); len(r) > 255 {
 		raw = string(r[:255])
 	}

@@ -52,6 +52,14 @@ var errDisk = errors.New("no space left on device")
 
 func start(t *testing.T, cfg Config, sp Spool) string {
 	t.Helper()
+	_, addr := startServer(t, cfg, sp)
+	return addr
+}
+
+// startServer is start that also returns the server, for tests that look
+// at its connection count.
+func startServer(t testing.TB, cfg Config, sp Spool) (*Server, string) {
+	t.Helper()
 	cfg.Hostname = "ex01.contoso.com"
 	cfg.IsStorageError = func(err error) bool { return errors.Is(err, errDisk) }
 	if cfg.CommandTimeout == 0 {
@@ -64,7 +72,7 @@ func start(t *testing.T, cfg Config, sp Spool) string {
 	}
 	go func() { _ = s.Serve(ln) }()
 	t.Cleanup(func() { _ = s.Close() })
-	return ln.Addr().String()
+	return s, ln.Addr().String()
 }
 
 func loopback() []netip.Prefix { return []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")} }
