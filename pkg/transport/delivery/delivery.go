@@ -762,55 +762,65 @@ func (d *Deliverer) transaction(hop Hop, s *session, msg Message) (results []Res
 		return all(msg.Recipients, Permanent, fmt.Sprintf("550 5.3.4 SMTPSEND.OverAdvertisedSize; message size %d exceeds the %d bytes %s accepts", msg.Size, max, s.host), s.host), true, nil
 	}
 	remoteDSN, _ := client.Extension("DSN")
-	if err := client.Mail(msg.From, smtpclient.MailParams{Size: msg.Size, Return: msg.Return, EnvelopeID: msg.EnvelopeID}); err != nil {
-		var r *smtpclient.Reply
-		if errors.As(err, &r) && r.Permanent() {
-			_ = client.Reset()
-			return nil, false, &hostError{reply: r.Error(), perm: true}
-		}
-		if r == nil || r.Code == 421 {
-			// No reply, or the remote end closing: the session is gone
-			// before anything of this message was accepted.
-			return nil, false, fmt.Errorf("%w: %w", errSessionLost, &hostError{reply: asReply(err)})
-		}
-		return nil, false, &hostError{reply: asReply(err)}
-	}
-	var accepted []string
-	for i, rcpt := range msg.Recipients {
-		var p RecipientDSN
-		if i < len(msg.DSN) {
-			p = msg.DSN[i]
-		}
-		err := client.Rcpt(rcpt, p.Notify, p.ORCPT)
-		var r *smtpclient.Reply
-		switch {
-		case err == nil:
-			accepted = append(accepted, rcpt)
-		case errors.As(err, &r):
-			status := Transient
-			if r.Permanent() {
-				status = Permanent
-			}
-			results = append(results, Result{Recipient: rcpt, Status: status, Reply: r.Error(), Host: s.host})
-		default:
-			return nil, false, &hostError{reply: asReply(err)}
-		}
-	}
-	if len(accepted) == 0 {
-		return results, client.Reset() == nil, nil
-	}
+	// The body is opened and its header filtered before the envelope goes
+	// out: once DATA is accepted, a message that cannot be read can only
+	// be abandoned by dropping the connection.
 	body, err := msg.Open()
 	if err != nil {
-		_ = client.Reset()
-		return nil, false, fmt.Errorf("451 4.3.0 open queued message: %v", err)
+		return nil, true, fmt.Errorf("451 4.3.0 open queued message: %v", err)
 	}
 	defer body.Close()
 	wire, err := firewalled(body, permissions.SendPolicy(hop.ACL.Effective(s.principal), c.CloudServicesMailEnabled))
 	if err != nil {
-		_ = client.Reset()
-		return nil, false, fmt.Errorf("451 4.3.0 read queued message: %v", err)
+		return nil, true, fmt.Errorf("451 4.3.0 read queued message: %v", err)
 	}
-	reply, err := client.Data(wire)
+	rcpts := make([]smtpclient.RcptParams, len(msg.Recipients))
+	for i, rcpt := range msg.Recipients {
+		rcpts[i].To = rcpt
+		if i < len(msg.DSN) {
+			rcpts[i].Notify, rcpts[i].ORCPT = msg.DSN[i].Notify, msg.DSN[i].ORCPT
+		}
+	}
+	env, err := client.SendEnvelope(msg.From, smtpclient.MailParams{Size: msg.Size, Return: msg.Return, EnvelopeID: msg.EnvelopeID}, rcpts)
+	if err != nil {
+		// No reply to some command: the session is gone before anything
+		// of this message was accepted.
+		return nil, false, fmt.Errorf("%w: %w", errSessionLost, &hostError{reply: asReply(err)})
+	}
+	if r := env.Mail; r.Code != 250 {
+		switch {
+		case r.Permanent():
+			_ = client.Reset()
+			return nil, false, &hostError{reply: r.Error(), perm: true}
+		case r.Code == 421:
+			return nil, false, fmt.Errorf("%w: %w", errSessionLost, &hostError{reply: r.Error()})
+		}
+		_ = client.Reset()
+		return nil, false, &hostError{reply: r.Error()}
+	}
+	var accepted []string
+	for i, r := range env.Rcpt {
+		if r.Code == 250 || r.Code == 251 {
+			accepted = append(accepted, msg.Recipients[i])
+			continue
+		}
+		status := Transient
+		if r.Permanent() {
+			status = Permanent
+		}
+		results = append(results, Result{Recipient: msg.Recipients[i], Status: status, Reply: r.Error(), Host: s.host})
+	}
+	if len(accepted) == 0 {
+		return results, client.Reset() == nil, nil
+	}
+	if r := env.Data; r.Code != 354 {
+		status := Transient
+		if r.Permanent() {
+			status = Permanent
+		}
+		return append(results, all(accepted, status, r.Error(), s.host)...), client.Reset() == nil, nil
+	}
+	reply, err := client.SendData(wire)
 	if err != nil {
 		var r *smtpclient.Reply
 		if errors.As(err, &r) {

@@ -215,6 +215,10 @@ type MailParams struct {
 // message may carry 8-bit text and saying so is what the remote end asked
 // for.
 func (c *Client) Mail(from string, p MailParams) error {
+	return c.expect(c.mailLine(from, p), 250)
+}
+
+func (c *Client) mailLine(from string, p MailParams) string {
 	line := "MAIL FROM:<" + from + ">"
 	if ok, _ := c.Extension("SIZE"); ok && p.Size > 0 {
 		line += " SIZE=" + strconv.FormatInt(p.Size, 10)
@@ -233,39 +237,161 @@ func (c *Client) Mail(from string, p MailParams) error {
 	if ok, _ := c.Extension("SMTPUTF8"); ok && !isASCII(from) {
 		line += " SMTPUTF8"
 	}
-	return c.expect(line, 250)
+	return line
 }
 
 // Rcpt adds a recipient; a refusal comes back as a *Reply. notify and
 // orcpt ("rfc822;addr") are RFC 3461's NOTIFY and ORCPT, passed on when
 // the remote end offers DSN.
 func (c *Client) Rcpt(to string, notify []string, orcpt string) error {
-	line := "RCPT TO:<" + to + ">"
-	if ok, _ := c.Extension("DSN"); ok {
-		if len(notify) > 0 {
-			line += " NOTIFY=" + strings.Join(notify, ",")
-		}
-		if typ, addr, found := strings.Cut(orcpt, ";"); found && typ != "" && addr != "" {
-			line += " ORCPT=" + typ + ";" + xtext(addr)
-		}
-	}
-	reply, err := c.cmd(line)
+	reply, err := c.cmd(c.rcptLine(RcptParams{To: to, Notify: notify, ORCPT: orcpt}))
 	if err != nil {
 		return err
 	}
-	if reply.Code != 250 && reply.Code != 251 {
+	if !reply.accepted() {
 		return reply
 	}
 	return nil
 }
 
-// Data sends the message from r, dot-stuffed, and returns the remote end's
-// final reply (which is an error unless 250). r's line endings are sent as
-// CRLF.
+// RcptParams is one recipient of an envelope.
+type RcptParams struct {
+	To     string
+	Notify []string
+	ORCPT  string
+}
+
+func (c *Client) rcptLine(r RcptParams) string {
+	line := "RCPT TO:<" + r.To + ">"
+	if ok, _ := c.Extension("DSN"); ok {
+		if len(r.Notify) > 0 {
+			line += " NOTIFY=" + strings.Join(r.Notify, ",")
+		}
+		if typ, addr, found := strings.Cut(r.ORCPT, ";"); found && typ != "" && addr != "" {
+			line += " ORCPT=" + typ + ";" + xtext(addr)
+		}
+	}
+	return line
+}
+
+func (r *Reply) accepted() bool { return r.Code == 250 || r.Code == 251 }
+
+// Envelope is what the remote end said to a transaction's MAIL, RCPTs and
+// DATA.
+type Envelope struct {
+	Mail *Reply
+	Rcpt []*Reply // one per recipient; nil after MAIL was refused
+	// Data is the reply to DATA, nil when no recipient was accepted.
+	// Anything but 354 means no message may follow.
+	Data *Reply
+}
+
+// SendEnvelope sends MAIL, every RCPT and DATA. When the remote end offers
+// PIPELINING (RFC 2920) they go in one write and the replies are read
+// after, which saves a round trip per command; otherwise one by one. On
+// 354 the caller continues with SendData; an error means the connection
+// failed before the remote end had accepted anything of the message.
+func (c *Client) SendEnvelope(from string, p MailParams, rcpts []RcptParams) (*Envelope, error) {
+	if ok, _ := c.Extension("PIPELINING"); !ok {
+		return c.sendEnvelopeInTurn(from, p, rcpts)
+	}
+	lines := []string{c.mailLine(from, p)}
+	for _, r := range rcpts {
+		lines = append(lines, c.rcptLine(r))
+	}
+	lines = append(lines, "DATA")
+	_ = c.conn.SetDeadline(time.Now().Add(c.timeout))
+	for _, l := range lines {
+		if c.Transcript != nil {
+			c.Transcript('>', l)
+		}
+		if _, err := c.text.W.WriteString(l + "\r\n"); err != nil {
+			return nil, fmt.Errorf("send %s: %w", firstWord(l), err)
+		}
+	}
+	if err := c.text.W.Flush(); err != nil {
+		return nil, fmt.Errorf("send MAIL: %w", err)
+	}
+	env := &Envelope{}
+	var err error
+	if env.Mail, err = c.read(); err != nil {
+		return nil, err
+	}
+	any := false
+	for range rcpts {
+		r, err := c.read()
+		if err != nil {
+			return nil, err
+		}
+		env.Rcpt = append(env.Rcpt, r)
+		any = any || r.accepted()
+	}
+	data, err := c.read()
+	if err != nil {
+		return nil, err
+	}
+	if env.Mail.Code != 250 {
+		env.Rcpt = nil
+		if data.Code == 354 {
+			// A server that refused MAIL yet takes DATA: end the empty
+			// message at once; nothing is delivered without recipients.
+			return env, c.abortData()
+		}
+		return env, nil
+	}
+	if !any {
+		if data.Code == 354 {
+			return env, c.abortData()
+		}
+		return env, nil
+	}
+	env.Data = data
+	return env, nil
+}
+
+func (c *Client) sendEnvelopeInTurn(from string, p MailParams, rcpts []RcptParams) (*Envelope, error) {
+	env := &Envelope{}
+	var err error
+	if env.Mail, err = c.cmd(c.mailLine(from, p)); err != nil || env.Mail.Code != 250 {
+		return env, err
+	}
+	any := false
+	for _, r := range rcpts {
+		reply, err := c.cmd(c.rcptLine(r))
+		if err != nil {
+			return nil, err
+		}
+		env.Rcpt = append(env.Rcpt, reply)
+		any = any || reply.accepted()
+	}
+	if !any {
+		return env, nil
+	}
+	env.Data, err = c.cmd("DATA")
+	return env, err
+}
+
+// abortData ends a DATA the remote end should not have accepted with an
+// empty message, then resets.
+func (c *Client) abortData() error {
+	if _, err := c.cmd("."); err != nil {
+		return err
+	}
+	return c.Reset()
+}
+
+// Data sends DATA, then the message from r (see SendData).
 func (c *Client) Data(r io.Reader) (*Reply, error) {
 	if err := c.expect("DATA", 354); err != nil {
 		return nil, err
 	}
+	return c.SendData(r)
+}
+
+// SendData sends the message from r, dot-stuffed, after a 354, and returns
+// the remote end's final reply (which is an error unless 250). r's line
+// endings are sent as CRLF.
+func (c *Client) SendData(r io.Reader) (*Reply, error) {
 	// No deadline while the body streams: a large message over a slow
 	// link may take long; the inactivity timeout below covers a stall.
 	w := c.text.DotWriter()
