@@ -278,7 +278,8 @@ func (q *Queue) Quarantined() []error {
 // Close waits for operations in progress (the caller stops its writers
 // first: a Put blocked on a slow reader holds Close up), stops the
 // committer and releases the directory. Everything acknowledged is already
-// durable, so Close syncs nothing.
+// durable; the one directory sync here makes the last removals durable
+// too, so a clean restart delivers nothing twice.
 func (q *Queue) Close() error {
 	q.mu.Lock()
 	if q.closed {
@@ -290,7 +291,10 @@ func (q *Queue) Close() error {
 	q.inflight.Wait()
 	close(q.syncReqs)
 	<-q.commitDone
-	err := q.dirFile.Close()
+	err := q.hooks.syncDir(q.dirFile)
+	if cerr := q.dirFile.Close(); err == nil {
+		err = cerr
+	}
 	if lerr := unlockDir(q.lock); err == nil {
 		err = lerr
 	}
@@ -674,10 +678,13 @@ func (q *Queue) Update(m *Message) error {
 	return nil
 }
 
-// Remove deletes the message: the envelope first, then the body, and
-// returns once that is durable. A message that is gone from the index is
-// gone even if Remove returns an error (a failed body unlink or sync); the
-// next Open collects what is left.
+// Remove deletes the message: the envelope first, then the body. It does
+// not wait for a directory sync: the removal becomes durable with the next
+// one (any Put or Update, or Close), and a crash before that brings the
+// message back to be delivered again — a duplicate, never a loss, and one
+// fsync less on every delivery. A message that is gone from the index is
+// gone even if Remove returns an error (a failed body unlink); the next
+// Open collects what is left.
 func (q *Queue) Remove(id string) error {
 	if err := q.begin(); err != nil {
 		return err
@@ -700,9 +707,6 @@ func (q *Queue) Remove(id string) error {
 	delete(q.index, id)
 	q.mu.Unlock()
 	berr := removeQuietly(q.path(id, "body"))
-	if err := q.syncDir(); err != nil {
-		return fmt.Errorf("remove message %s: %w", id, err)
-	}
 	if berr != nil {
 		return fmt.Errorf("remove message %s: %w", id, storageErr("remove body", berr))
 	}
