@@ -394,7 +394,7 @@ func (c *Client) Data(r io.Reader) (*Reply, error) {
 func (c *Client) SendData(r io.Reader) (*Reply, error) {
 	// No deadline while the body streams: a large message over a slow
 	// link may take long; the inactivity timeout below covers a stall.
-	w := c.text.DotWriter()
+	w := newDotWriter(c.text.W)
 	if _, err := io.Copy(&deadlineWriter{w: w, conn: c.conn, timeout: c.timeout}, bufio.NewReaderSize(r, 64<<10)); err != nil {
 		return nil, fmt.Errorf("send message data: %w", err)
 	}
