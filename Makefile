@@ -5,6 +5,8 @@
 #   make interop        the same flows against real peers (needs Debian packages; .ci/run installs them)
 #   make lint           gofmt, go vet, staticcheck
 #   make fuzz           a short run of every fuzz target (FUZZTIME=10s each)
+#   make bench          Go benchmarks, then sendconn serve vs. a private Postfix on
+#                       loopback (needs root and Postfix; flags in BENCHFLAGS="…")
 #   make docs           regenerate docs/reference from the commands' help
 
 GO       ?= go
@@ -15,7 +17,7 @@ ARGS     ?= get
 FUZZTIME ?= 10s
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build run test interop lint fuzz docs clean
+.PHONY: all build run test interop lint fuzz bench docs clean
 
 all: build
 
@@ -43,12 +45,20 @@ lint:
 
 # Each target runs alone: go test -fuzz takes one target at a time.
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./pkg/...); do \
+	@set -e; for pkg in $$($(GO) list ./pkg/... ./cmd/sendconn/ems); do \
 	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "== $$pkg $$target"; \
 	    $(GO) test -run=NONE -fuzz="^$$target\$$" -fuzztime=$(FUZZTIME) $$pkg; \
 	  done; \
 	done
+
+# The relay harness (cmd/sendconn/internal/relaybench) needs root, postfix,
+# smtp-source and smtp-sink; -postfix=false measures sendconn alone. See
+# BENCHFLAGS="-h" for its flags.
+bench:
+	$(GO) test -run=NONE -bench=. -benchmem ./pkg/...
+	$(MAKE) --no-print-directory build
+	$(GO) run ./cmd/sendconn/internal/relaybench -sendconn $(BIN) $(BENCHFLAGS)
 
 docs:
 	$(GO) run ./cmd/sendconn gen-docs docs/reference
