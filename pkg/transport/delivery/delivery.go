@@ -770,7 +770,7 @@ func (d *Deliverer) transaction(hop Hop, s *session, msg Message) (results []Res
 		return nil, true, fmt.Errorf("451 4.3.0 open queued message: %v", err)
 	}
 	defer body.Close()
-	wire, err := firewalled(body, permissions.SendPolicy(hop.ACL.Effective(s.principal), c.CloudServicesMailEnabled))
+	wire, err := firewalled(body, msg.Size, permissions.SendPolicy(hop.ACL.Effective(s.principal), c.CloudServicesMailEnabled))
 	if err != nil {
 		return nil, true, fmt.Errorf("451 4.3.0 read queued message: %v", err)
 	}
@@ -848,8 +848,12 @@ var errSessionLost = errors.New("session lost")
 
 // firewalled returns the message as it may leave: the header block filtered
 // under p, the body streamed as stored. Only the header is read into memory.
-func firewalled(r io.Reader, p permissions.Policy) (io.Reader, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
+//
+// The read buffer fits the message, up to 64 KB: most mail is a few
+// kilobytes, and a 64 KB buffer for each would be most of the garbage a
+// delivery makes.
+func firewalled(r io.Reader, size int64, p permissions.Policy) (io.Reader, error) {
+	br := bufio.NewReaderSize(r, int(min(max(size+1, 4<<10), 64<<10)))
 	hdr, err := msgheader.Read(br, 0)
 	if err != nil {
 		return nil, err

@@ -10,7 +10,6 @@
 package smtpclient
 
 import (
-	"bufio"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -395,7 +394,9 @@ func (c *Client) SendData(r io.Reader) (*Reply, error) {
 	// No deadline while the body streams: a large message over a slow
 	// link may take long; the inactivity timeout below covers a stall.
 	w := newDotWriter(c.text.W)
-	if _, err := io.Copy(&deadlineWriter{w: w, conn: c.conn, timeout: c.timeout}, bufio.NewReaderSize(r, 64<<10)); err != nil {
+	// r is normally buffered already (delivery's firewalled reader has
+	// WriteTo); io.Copy uses that rather than a buffer of its own.
+	if _, err := io.Copy(&deadlineWriter{w: w, conn: c.conn, timeout: c.timeout}, r); err != nil {
 		return nil, fmt.Errorf("send message data: %w", err)
 	}
 	_ = c.conn.SetDeadline(time.Now().Add(c.timeout))
