@@ -3,6 +3,8 @@
 #   make run            build bin/sendconn and run it (pass arguments with ARGS="…")
 #   make test           every test that needs nothing but Go
 #   make interop        the same flows against real peers (needs Debian packages; .ci/run installs them)
+#   make reliability    try to lose mail: kill -9 under load, smart host outages,
+#                       a full disk, a backlog (RELIABILITY_BACKLOG=100000 for the full one)
 #   make lint           gofmt, go vet, staticcheck
 #   make fuzz           a short run of every fuzz target (FUZZTIME=10s each)
 #   make bench          Go benchmarks, then sendconn serve vs. a private Postfix on
@@ -17,7 +19,7 @@ ARGS     ?= get
 FUZZTIME ?= 10s
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build run test interop lint fuzz bench docs clean
+.PHONY: all build run test interop reliability lint fuzz bench docs clean
 
 all: build
 
@@ -37,11 +39,16 @@ test:
 interop:
 	$(GO) test -tags interop -count=1 -run '^TestInterop' -v ./cmd/sendconn
 
+# Real serve processes on loopback, bounded in time; the disk-full test
+# mounts a small tmpfs and is skipped without root.
+reliability:
+	$(GO) test -tags reliability -count=1 -run '^TestReliability' -v -timeout 15m ./cmd/sendconn
+
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
-	$(GO) vet ./...
-	$(GO) run $(STATICCHECK) ./...
+	$(GO) vet -tags 'interop reliability' ./...
+	$(GO) run $(STATICCHECK) -tags 'interop reliability' ./...
 
 # Each target runs alone: go test -fuzz takes one target at a time.
 fuzz:
