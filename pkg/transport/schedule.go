@@ -165,6 +165,7 @@ func (s *Server) process(ctx context.Context, id string) *queue.Message {
 	}
 	now := s.opts.Now()
 	rt := *s.retry.Load()
+	s.takeRetryRequest(m, now)
 	if !needsWork(m, now, rt) {
 		return m // listed early, or changed since it was listed
 	}

@@ -106,10 +106,13 @@ type Server struct {
 	wake     chan struct{}
 	mu       sync.Mutex
 	inFlight map[string]bool // message IDs claimed by a worker or an admin operation
-	active   map[hopKey]int  // deliveries in progress per queue
-	perConn  map[string]chan struct{}
-	outbound chan struct{}
-	workers  sync.WaitGroup
+	// retryRequested holds, per message, the recipients Retry-Queue made
+	// due at once (in memory only).
+	retryRequested map[string][]int
+	active         map[hopKey]int // deliveries in progress per queue
+	perConn        map[string]chan struct{}
+	outbound       chan struct{}
+	workers        sync.WaitGroup
 
 	suspended *suspendedQueues
 	metrics   *metrics
@@ -149,16 +152,17 @@ func New(ctx context.Context, opts Options, src Source) (*Server, error) {
 		opts.ServerFQDN = opts.ServerName
 	}
 	s := &Server{
-		opts:     opts,
-		log:      opts.Logger,
-		src:      src,
-		wake:     make(chan struct{}, 1),
-		inFlight: map[string]bool{},
-		active:   map[hopKey]int{},
-		perConn:  map[string]chan struct{}{},
-		outbound: make(chan struct{}, opts.MaxOutboundConnections),
-		started:  opts.Now(),
-		due:      newDueList(),
+		opts:           opts,
+		log:            opts.Logger,
+		src:            src,
+		wake:           make(chan struct{}, 1),
+		inFlight:       map[string]bool{},
+		retryRequested: map[string][]int{},
+		active:         map[hopKey]int{},
+		perConn:        map[string]chan struct{}{},
+		outbound:       make(chan struct{}, opts.MaxOutboundConnections),
+		started:        opts.Now(),
+		due:            newDueList(),
 	}
 	snap, err := src.Snapshot(ctx)
 	if err != nil {

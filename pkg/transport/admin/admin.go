@@ -156,9 +156,10 @@ type handler struct {
 	log *slog.Logger
 }
 
-// opTimeout bounds how long an operation waits for a message that is
-// being delivered.
-const opTimeout = 30 * time.Second
+// opTimeout bounds a whole operation. The server waits for each message
+// that is being delivered on its own (30 s at most); an operation on a
+// queue of 100,000 messages takes a while, and the client waits as long.
+const opTimeout = 15 * time.Minute
 
 func (h *handler) status(w http.ResponseWriter, _ *http.Request) {
 	h.reply(w, h.api.Status(), nil)
@@ -255,7 +256,7 @@ func NewClient(path string) *Client {
 				return d.DialContext(ctx, "unix", path)
 			},
 		},
-		Timeout: opTimeout + 10*time.Second,
+		Timeout: opTimeout + time.Minute,
 	}}
 }
 
