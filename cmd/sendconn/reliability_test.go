@@ -182,7 +182,7 @@ func relWaitDrained(t *testing.T, srv *relServe, sink *relSink, l *relLedger, d 
 	took := time.Since(start)
 	if !relWaitFor(max(d-took, 5*time.Second), func() bool { return srv.queued() == 0 }) {
 		var states strings.Builder
-		envs, _ := filepath.Glob(filepath.Join(srv.queue, "*.env"))
+		envs, _ := filepath.Glob(filepath.Join(srv.queue, "?", "*.env"))
 		for _, e := range envs[:min(len(envs), 3)] {
 			b, _ := os.ReadFile(e)
 			fmt.Fprintf(&states, "\n  %s: %s", filepath.Base(e), b)

@@ -9,14 +9,21 @@
 //
 // # On-disk layout
 //
-// Everything lives flat in the queue directory (0700; files 0600), so that
-// one fsync of that directory makes every name change of a batch durable:
+// A message's files live in one of sixteen subdirectories of the queue
+// directory, named by the last hex digit of its id (random), because
+// creating and deleting files in a single directory from many sessions at
+// once serialises on that directory (directories 0700, files 0600):
 //
-//	lock              flock(2)ed by the owning process; holds its pid
-//	<id>.body         the message exactly as received (header and body)
-//	<id>.env          the envelope: JSON, see below
-//	<id>.env.tmp      an envelope being written (Put or Update)
-//	corrupt/          envelopes (and their bodies) that Open could not use
+//	lock                flock(2)ed by the owning process; holds its pid
+//	<d>/<id>.body       the message exactly as received (header and body)
+//	<d>/<id>.env        the envelope: JSON, see below
+//	<d>/<id>.env.tmp    an envelope being written (Put or Update)
+//	corrupt/            envelopes (and their bodies) that Open could not use
+//
+// Earlier versions kept every file in the queue directory itself. Open
+// moves such messages into place: it hard-links both files, syncs, and
+// only then removes the old names, so a crash at any step leaves each
+// message whole somewhere, and the next Open finishes the move.
 //
 // An id is 24 lower-case hex digits: 16 of the arrival time in nanoseconds
 // since 1970 (kept strictly increasing within a process and past every id
@@ -44,22 +51,26 @@
 // # Writing
 //
 // Put streams the body into <id>.body through a buffered writer (never the
-// whole message in memory), fdatasyncs it, writes the envelope to
-// <id>.env.tmp, fdatasyncs that, renames it to <id>.env, and then waits
-// for a directory fsync that started after the rename. Only then does it
+// whole message in memory), writes the envelope to <id>.env.tmp,
+// fdatasyncs both at once (one journal commit covers both), renames the
+// envelope to <id>.env, and then waits for a directory fsync that started
+// after the rename. Only then does it
 // return nil and make the message visible to Messages and Get.
 //
 // Update writes the whole new envelope to <id>.env.tmp, fdatasyncs it,
 // renames it over <id>.env and waits for a directory fsync in the same way.
-// Remove unlinks <id>.env, then <id>.body, and waits for a directory fsync,
-// so a removed message does not come back after a crash.
+// Remove unlinks <id>.env, then <id>.body, without waiting for a directory
+// fsync: a removal undone by a crash brings the message back, to be
+// delivered again (a duplicate, never a loss); Close syncs once.
 //
 // # Group commit
 //
 // Directory fsyncs are done by one committer goroutine. An operation that
 // needs one sends a waiter and blocks; the committer takes every waiter
-// that has arrived (after MaxBatchDelay, when set), runs one fsync of the
-// directory for all of them, and answers them all. While that fsync runs,
+// that has arrived (after MaxBatchDelay, when set), syncs the directories
+// for all of them — every subdirectory; those without changes cost next to
+// nothing, and the file system's one journal commit is shared — and
+// answers them all. While that fsync runs,
 // newcomers queue up and share the next one, so under load the number of
 // directory fsyncs per second is bounded by the disk, not by the number of
 // SMTP sessions.

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -220,20 +221,40 @@ func openTest(t testing.TB, dir string, opts Options, h hooks) *Queue {
 	return q
 }
 
-// listDir returns the names in dir, sorted.
+// listDir returns the names in the queue directory, sorted: the files of
+// the subdirectories messages are spread over, and everything else at the
+// top, the subdirectories themselves left out.
 func listDir(t *testing.T, dir string) []string {
 	t.Helper()
-	f, err := os.Open(dir)
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		t.Fatal(err)
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() && len(e.Name()) == 1 && strings.Contains(shards, e.Name()) {
+			sub, err := os.ReadDir(filepath.Join(dir, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range sub {
+				names = append(names, f.Name())
+			}
+			continue
+		}
+		names = append(names, e.Name())
 	}
 	slices.Sort(names)
 	return names
+}
+
+// msgPath is where a message file of that name lives in dir; other names
+// are at the top.
+func msgPath(dir, name string) string {
+	if id, _, ok := strings.Cut(name, "."); ok && validID(id) {
+		return filepath.Join(dir, shardOf(id), name)
+	}
+	return filepath.Join(dir, name)
 }
 
 // fixedClock returns the same instant every time.

@@ -86,7 +86,7 @@ func TestPutSurvivesReopen(t *testing.T) {
 		}
 	}
 	for _, n := range listDir(t, dir) {
-		if fi, err := os.Stat(filepath.Join(dir, n)); err != nil || fi.Mode().Perm() != 0o600 {
+		if fi, err := os.Stat(msgPath(dir, n)); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: %v %v, want 0600", n, fi.Mode(), err)
 		}
 	}
@@ -467,7 +467,7 @@ func TestOpenCleansLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	write := func(name, content string) {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+		if err := os.WriteFile(msgPath(dir, name), []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -475,7 +475,7 @@ func TestOpenCleansLeftovers(t *testing.T) {
 	write(bodyOnly+".body", "a Put that died before its envelope")                   // interrupted Put
 	write("000000000000000200c0ffee.env.tmp", `{"v":1,"id":"0000`)                   // torn temporary envelope
 	write(updated.ID+".env.tmp", `{"v":1,"id":"`+updated.ID+`","rcpts":[{"addr":"x`) // interrupted Update
-	if err := os.Remove(filepath.Join(dir, envOnly.ID+".body")); err != nil {        // interrupted Remove
+	if err := os.Remove(msgPath(dir, envOnly.ID+".body")); err != nil {              // interrupted Remove
 		t.Fatal(err)
 	}
 	write("README", "not ours")
@@ -515,10 +515,10 @@ func TestOpenQuarantinesCorruptEnvelopes(t *testing.T) {
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, ids[0]+".env"), []byte("{not json"), 0o600); err != nil {
+	if err := os.WriteFile(msgPath(dir, ids[0]+".env"), []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, ids[1]+".body"), []byte("truncated"), 0o600); err != nil {
+	if err := os.WriteFile(msgPath(dir, ids[1]+".body"), []byte("truncated"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	q2 := openTest(t, dir, Options{}, defaultHooks())
@@ -540,14 +540,14 @@ func TestOpenQuarantinesCorruptEnvelopes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	newer := strings.Replace(readFile(t, filepath.Join(dir, ids[2]+".env")), `"v":1`, `"v":2`, 1)
-	if err := os.WriteFile(filepath.Join(dir, ids[2]+".env"), []byte(newer), 0o600); err != nil {
+	newer := strings.Replace(readFile(t, msgPath(dir, ids[2]+".env")), `"v":1`, `"v":2`, 1)
+	if err := os.WriteFile(msgPath(dir, ids[2]+".env"), []byte(newer), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Open(dir, Options{}); err == nil || !strings.Contains(err.Error(), "newer") {
 		t.Errorf("Open with a newer envelope = %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, ids[2]+".env")); err != nil {
+	if _, err := os.Stat(msgPath(dir, ids[2]+".env")); err != nil {
 		t.Errorf("newer envelope was touched: %v", err)
 	}
 }
@@ -796,5 +796,80 @@ func TestNotificationStateSurvivesReopen(t *testing.T) {
 	again.Recipients[0].Notified = true
 	if !again.Done() {
 		t.Error("not Done once every recipient is final and notified")
+	}
+}
+
+// A queue written in the flat layout (every file in the queue directory,
+// as earlier versions kept them) opens with every message, moved into the
+// subdirectories; so does one whose move a crash interrupted at any step.
+func TestOpenMovesTheFlatLayout(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	q := openTest(t, dir, Options{}, defaultHooks())
+	var ids []string
+	for i := range 4 {
+		m, err := q.Put("a@example.com", []string{"b@example.org"}, nil, strings.NewReader(fmt.Sprint("body ", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, m.ID)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	flat := func(id, kind string) string { return filepath.Join(dir, id+"."+kind) }
+	moveFlat := func(id string) {
+		for _, kind := range []string{"body", "env"} {
+			if err := os.Rename(msgPath(dir, id+"."+kind), flat(id, kind)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// ids[0]: flat only, as an earlier version left it.
+	moveFlat(ids[0])
+	// ids[1]: the crash came after the body was linked into place.
+	moveFlat(ids[1])
+	if err := os.Link(flat(ids[1], "body"), msgPath(dir, ids[1]+".body")); err != nil {
+		t.Fatal(err)
+	}
+	// ids[2]: both linked, the old names not yet removed.
+	for _, kind := range []string{"body", "env"} {
+		if err := os.Link(msgPath(dir, ids[2]+"."+kind), flat(ids[2], kind)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// ids[3]: the old envelope removed, the old body not yet.
+	if err := os.Link(msgPath(dir, ids[3]+".body"), flat(ids[3], "body")); err != nil {
+		t.Fatal(err)
+	}
+
+	q2 := openTest(t, dir, Options{}, defaultHooks())
+	var got []string
+	for _, m := range q2.Messages() {
+		got = append(got, m.ID)
+		b, err := q2.Body(m.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(b)
+		b.Close()
+		if !strings.HasPrefix(string(data), "body ") {
+			t.Errorf("%s: body %q", m.ID, data)
+		}
+	}
+	if !slices.Equal(got, ids) {
+		t.Errorf("messages %v, want %v", got, ids)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() && e.Name() != "lock" {
+			t.Errorf("left at the top: %s", e.Name())
+		}
+	}
+	if n := len(listDir(t, dir)); n != 2*len(ids)+1 {
+		t.Errorf("%d files, want %d", n, 2*len(ids)+1)
 	}
 }
