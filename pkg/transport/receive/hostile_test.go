@@ -177,6 +177,38 @@ func servesNormally(t *testing.T, addr string, sp *memSpool) {
 	}
 }
 
+// sendOne sends msg as the DATA of one message on a new session and
+// checks the reply and what was stored: msg byte for byte after a 250,
+// nothing otherwise. async writes while the server may already answer
+// (for messages too big to fit the socket buffers). The session is left
+// open for more.
+func sendOne(t *testing.T, msg string, code int, enh string, async bool) (w *wire, addr string, sp *memSpool) {
+	t.Helper()
+	sp = &memSpool{}
+	addr = start(t, hostileConfig(), sp)
+	w = dial(t, addr)
+	w.expect("EHLO app1.contoso.com", 250, "")
+	w.startData()
+	if async {
+		w.writeAsync(msg + ".\r\n")
+	} else {
+		w.write(msg + ".\r\n")
+	}
+	if got, text := w.reply(); got != code || !strings.HasPrefix(text, enh) {
+		t.Fatalf("got %d %s, want %d %s", got, text, code, enh)
+	}
+	msgs := sp.stored()
+	if code == 250 {
+		if len(msgs) != 1 {
+			t.Fatalf("%d messages stored", len(msgs))
+		}
+		checkExact(t, msgs[0], msg)
+	} else if len(msgs) != 0 {
+		t.Fatal("a refused message was stored")
+	}
+	return w, addr, sp
+}
+
 func hostileConfig() Config {
 	return Config{RemoteIPRanges: loopback(), MaxMessageSize: 2 << 20, MaxRecipients: 200}
 }
@@ -279,24 +311,7 @@ func TestOversizedMessageParts(t *testing.T) {
 		{"3 MB message over the 2 MB limit", "Subject: big\r\n\r\n" + bigBody, 552, "5.3.4", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sp := &memSpool{}
-			addr := start(t, hostileConfig(), sp)
-			w := dial(t, addr)
-			w.expect("EHLO app1.contoso.com", 250, "")
-			w.startData()
-			w.writeAsync(tc.msg + ".\r\n")
-			if code, msg := w.reply(); code != tc.code || !strings.HasPrefix(msg, tc.enh) {
-				t.Fatalf("got %d %s, want %d %s", code, msg, tc.code, tc.enh)
-			}
-			msgs := sp.stored()
-			if tc.code == 250 {
-				if len(msgs) != 1 {
-					t.Fatalf("%d messages stored", len(msgs))
-				}
-				checkExact(t, msgs[0], tc.msg)
-			} else if len(msgs) != 0 {
-				t.Fatalf("a refused message was stored")
-			}
+			w, addr, sp := sendOne(t, tc.msg, tc.code, tc.enh, true)
 			if tc.closes {
 				if _, closed := w.closed(5 * time.Second); !closed {
 					t.Fatal("connection left open after a line go-smtp cannot read")
@@ -582,24 +597,7 @@ func TestNULInData(t *testing.T) {
 		{"NUL before an Organization field", "Subject: x\r\n\x00X-MS-Exchange-Organization-AuthAs: Internal\r\n\r\nbody\r\n", 550, "5.6.0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sp := &memSpool{}
-			addr := start(t, hostileConfig(), sp)
-			w := dial(t, addr)
-			w.expect("EHLO app1.contoso.com", 250, "")
-			w.startData()
-			w.write(tc.msg + ".\r\n")
-			if code, msg := w.reply(); code != tc.code || !strings.HasPrefix(msg, tc.enh) {
-				t.Fatalf("got %d %s, want %d %s", code, msg, tc.code, tc.enh)
-			}
-			msgs := sp.stored()
-			if tc.code == 250 {
-				if len(msgs) != 1 {
-					t.Fatalf("%d messages stored", len(msgs))
-				}
-				checkExact(t, msgs[0], tc.msg)
-			} else if len(msgs) != 0 {
-				t.Fatal("a refused message was stored")
-			}
+			w, _, _ := sendOne(t, tc.msg, tc.code, tc.enh, false)
 			w.expect("NOOP", 250, "")
 		})
 	}
