@@ -425,15 +425,21 @@ func (s *Server) retryNow(hop string) int {
 			if len(waiting) == 0 {
 				continue
 			}
-			s.mu.Lock()
-			s.retryRequested[m.ID] = append(s.retryRequested[m.ID], waiting...)
-			s.mu.Unlock()
-			s.due.set(m.ID, now)
+			s.requestRetry(m.ID, waiting, now)
 			n++
 		}
 	}
 	s.poke()
 	return n
+}
+
+// requestRetry asks for the recipients idx of message id to be tried at
+// now, in memory (see retryNow).
+func (s *Server) requestRetry(id string, idx []int, now time.Time) {
+	s.mu.Lock()
+	s.retryRequested[id] = append(s.retryRequested[id], idx...)
+	s.mu.Unlock()
+	s.due.set(id, now)
 }
 
 // takeRetryRequest makes the recipients an administrator asked to retry

@@ -161,7 +161,10 @@ func delayNoticeDue(m *queue.Message, now time.Time, rt Retry) bool {
 func (s *Server) process(ctx context.Context, id string) *queue.Message {
 	m, err := s.queue.Get(id)
 	if err != nil {
-		return nil // removed meanwhile
+		s.mu.Lock()
+		delete(s.retryRequested, id) // removed meanwhile
+		s.mu.Unlock()
+		return nil
 	}
 	now := s.opts.Now()
 	rt := *s.retry.Load()

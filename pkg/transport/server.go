@@ -368,23 +368,20 @@ func (s *Server) reload(ctx context.Context, force bool) {
 
 // rerouteWaiting makes every recipient that waits for a retry due now: a
 // new configuration may route it (the Unreachable queue) or route it
-// elsewhere (a connector removed or disabled).
+// elsewhere (a connector removed or disabled). Like Retry-Queue, the
+// request lives in memory: rewriting every queued message on each
+// configuration change would cost a durable write per message.
 func (s *Server) rerouteWaiting() {
 	now := s.opts.Now()
 	for _, m := range s.queue.Messages() {
-		changed := false
-		for i := range m.Recipients {
-			r := &m.Recipients[i]
+		var waiting []int
+		for i, r := range m.Recipients {
 			if r.Status == queue.Pending && r.NextAttempt.After(now) {
-				r.NextAttempt = now
-				changed = true
+				waiting = append(waiting, i)
 			}
 		}
-		if changed {
-			if err := s.queue.Update(m); err != nil {
-				s.log.Error("queue update failed", "queue_id", m.ID, "err", err)
-			}
-			s.reschedule(m.ID)
+		if len(waiting) > 0 {
+			s.requestRetry(m.ID, waiting, now)
 		}
 	}
 }
