@@ -84,6 +84,10 @@ func (b *bench) runOne(ctx context.Context, sc *scenario, kind string, run int) 
 	if !b.keep {
 		defer os.RemoveAll(dir)
 	}
+	// Whatever the previous run left to write back (its queue files, the
+	// directory it deleted) is flushed now, not during this run, so that
+	// neither relay pays for the other's disk work.
+	syscall.Sync()
 	if b.waitIdle > 0 {
 		if err := waitIdle(ctx, b.waitIdle, b.idlePct); err != nil {
 			return res, err
