@@ -326,8 +326,15 @@ func TestQueueRetryAfterOutage(t *testing.T) {
 		q.LastError == "" || q.RetryCount != 1 || q.NextRetryTime.Before(time.Now().Add(50*time.Minute)) {
 		t.Errorf("queue %+v", q)
 	}
-	ms, err := r.srv.Messages(q.Identity)
-	if err != nil || len(ms) != 1 || ms[0].Status != StatusRetry || ms[0].Subject != "test" || ms[0].Recipients[0].LastError == "" {
+	// The queue shows the stored state as soon as the attempt is recorded;
+	// the message stays Active until its worker lets it go.
+	var ms []MessageInfo
+	var err error
+	waitFor(t, "the message in Retry", 5*time.Second, func() bool {
+		ms, err = r.srv.Messages(q.Identity)
+		return err == nil && len(ms) == 1 && ms[0].Status == StatusRetry
+	})
+	if ms[0].Subject != "test" || ms[0].Recipients[0].LastError == "" {
 		t.Fatalf("messages %+v, %v", ms, err)
 	}
 	sink := testsmtp.StartOn(t, fmt.Sprintf("127.0.0.1:%d", port), testsmtp.Options{})
