@@ -371,7 +371,7 @@ func formatOptions(name string, c *ems.Command) (outputOptions, error) {
 		switch {
 		case a.Param == "" || strings.EqualFold(a.Param, "Property"):
 			if o.Format == "csv" && a.Param == "" {
-				o.Properties = nil
+				// Export-Csv's positional parameter is -Path.
 				if s, ok := scalarText(a.Value); ok {
 					o.path = s
 					continue
