@@ -22,6 +22,9 @@ const (
 	DNSConnectorDelivery       = "DnsConnectorDelivery"
 	SmartHostConnectorDelivery = "SmartHostConnectorDelivery"
 	UnreachableDelivery        = "Unreachable"
+	// RelayToSourceServers is the queue of a connector this server is
+	// not a source server of: its mail goes to one that is.
+	RelayToSourceServers = "SmtpRelayToConnectorSourceServers"
 )
 
 // Queue and message status values, as Get-Queue and Get-Message show them.
@@ -52,7 +55,12 @@ type hopKey struct {
 	connector    string // Guid; "" for Unreachable
 }
 
-func hopOf(g routing.Group) hopKey {
+// hopOf names g's queue. A connector this server is not a source server
+// of has one relay queue, named after it, whatever its next hops are.
+func (cfg *routingConfig) hopOf(g routing.Group) hopKey {
+	if cfg.relays(g) {
+		return hopKey{RelayToSourceServers, g.Connector.Name, g.Connector.Guid}
+	}
 	if g.Connector.DNSRoutingEnabled() {
 		return hopKey{DNSConnectorDelivery, g.Domain, g.Connector.Guid}
 	}
@@ -139,7 +147,7 @@ func place(cfg *routingConfig, m *queue.Message) []placement {
 	groups, unroutable := cfg.index.Bifurcate(addrs, m.Size)
 	var out []placement
 	for _, g := range groups {
-		p := placement{key: hopOf(g), connector: g.Connector.Name}
+		p := placement{key: cfg.hopOf(g), connector: g.Connector.Name}
 		for _, a := range g.Recipients {
 			p.rcpts = append(p.rcpts, take(a))
 		}

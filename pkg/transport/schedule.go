@@ -279,7 +279,7 @@ func (s *Server) attempt(ctx context.Context, m *queue.Message, now time.Time) (
 	var mu sync.Mutex
 	rt := *s.retry.Load()
 	for _, g := range groups {
-		key := hopOf(g)
+		key := cfg.hopOf(g)
 		rcpts := make([]*queue.Recipient, len(g.Recipients))
 		for i, a := range g.Recipients {
 			rcpts[i] = take(a)
@@ -294,6 +294,18 @@ func (s *Server) attempt(ctx context.Context, m *queue.Message, now time.Time) (
 			continue
 		}
 		conn := *g.Connector
+		hop := delivery.Hop{Connector: conn, ACL: cfg.snap.ACLs[conn.Guid], Domain: g.Domain, Fingerprint: cfg.fingerprints[conn.Guid]}
+		if reason := cfg.organizationHop(&hop, g, s.spread.Add(1)); reason != "" {
+			// No server of the organization can take it now: wait, as
+			// for any next hop that cannot be reached.
+			for _, r := range rcpts {
+				s.retryLater(r, reason, now)
+				s.metrics.recipientDeferred(conn.Name)
+			}
+			s.track(m, tracking.Event{EventID: "DEFER", Source: "ROUTING", ConnectorID: conn.Name, Recipients: g.Recipients, RecipientStatus: repeat(reason, len(g.Recipients))})
+			s.log.Info("delivery deferred", "queue_id", m.ID, "connector", conn.Name, "reply", reason)
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -304,7 +316,7 @@ func (s *Server) attempt(ctx context.Context, m *queue.Message, now time.Time) (
 			defer release()
 			s.setActive(key, +1)
 			defer s.setActive(key, -1)
-			results := s.deliverer.Deliver(ctx, delivery.Hop{Connector: conn, ACL: cfg.snap.ACLs[conn.Guid], Domain: g.Domain, Fingerprint: cfg.fingerprints[conn.Guid]}, s.outgoing(m, g.Recipients, rcpts))
+			results := s.deliverer.Deliver(ctx, hop, s.outgoing(m, g.Recipients, rcpts))
 			s.recordResults(m, &conn, rcpts, results, &mu, func(r *queue.Recipient) {
 				relayed = append(relayed, indexOf(r))
 			})
@@ -459,4 +471,12 @@ func (s *Server) setActive(k hopKey, delta int) {
 	if s.active[k] <= 0 {
 		delete(s.active, k)
 	}
+}
+
+func repeat(s string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = s
+	}
+	return out
 }

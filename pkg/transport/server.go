@@ -51,6 +51,17 @@ type Source interface {
 	Snapshot(ctx context.Context) (*Snapshot, error)
 }
 
+// Watcher is a Source that tells of changes (etcd's watch) instead of
+// being polled. Changes returns nil when it cannot, and the transport
+// polls.
+type Watcher interface {
+	Changes(ctx context.Context) <-chan struct{}
+}
+
+// watchedPoll is how often a watched store is still polled, in case a
+// change notice was lost.
+const watchedPoll = 30 * time.Second
+
 // Retry is the retry, expiry and notification schedule
 // (Set-TransportService's names).
 type Retry struct {
@@ -88,6 +99,8 @@ type Options struct {
 	// Tracking, when set, is the message tracking log (RECEIVE, SEND,
 	// DEFER, FAIL, EXPIRE, DSN events).
 	Tracking *tracking.Log
+	// Organization, when set, makes this server one of several.
+	Organization *Organization
 	Logger   *slog.Logger
 	Now      func() time.Time
 }
@@ -100,7 +113,10 @@ type Server struct {
 	queue     *queue.Queue
 	deliverer *delivery.Deliverer
 	receiver  *receive.Server
-	config    atomic.Pointer[routingConfig]
+	// orgReceiver serves the organization listener; nil without one.
+	orgReceiver *receive.Server
+	config      atomic.Pointer[routingConfig]
+	spread      atomic.Uint32 // rotates among equally near servers
 	retry     atomic.Pointer[Retry]
 
 	wake     chan struct{}
@@ -128,6 +144,11 @@ type routingConfig struct {
 	// fingerprints holds delivery.Fingerprint per connector Guid,
 	// computed once per snapshot rather than once per delivery.
 	fingerprints map[string]string
+	// org and peers are the organization and the registry's view of it
+	// the index was built with; both nil when this server works alone.
+	org        *Organization
+	peers      *peerView
+	self, site string
 }
 
 // New opens the queue (which only one process may hold) and reads the
@@ -168,7 +189,7 @@ func New(ctx context.Context, opts Options, src Source) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read configuration: %w", err)
 	}
-	s.install(snap)
+	s.install(snap, s.currentPeers())
 	s.SetRetry(opts.Retry)
 	q, err := queue.Open(opts.QueueDir, queue.Options{Now: opts.Now})
 	if err != nil {
@@ -189,18 +210,39 @@ func New(ctx context.Context, opts Options, src Source) (*Server, error) {
 			onSession(connector, outcome)
 		}
 	}
+	if org := opts.Organization; org != nil {
+		opts.Delivery.Organization, opts.Delivery.OrganizationPrincipal = org.TLS, org.Principal
+	}
 	s.deliverer = delivery.New(opts.Delivery)
 	rc := opts.Receive
 	rc.Logger = opts.Logger
 	rc.IsStorageError = func(err error) bool { return errors.Is(err, queue.ErrStorage) }
 	rc.Now = opts.Now
 	s.receiver = receive.New(rc, spool{s})
+	if org := opts.Organization; org != nil && org.Listener != nil {
+		orc := rc
+		orc.Organization = true
+		orc.TLS = nil // TLS from the first byte: the listener did it
+		orc.Users, orc.AllowInsecureAuth = nil, false
+		s.orgReceiver = receive.New(orc, spool{s})
+	}
 	return s, nil
 }
 
-// install builds the routing index for snap and makes it current.
-func (s *Server) install(snap *Snapshot) {
-	local := routing.Local{Name: s.opts.ServerName, Site: s.opts.ServerSite}
+// currentPeers is the registry's view now; nil when this server works
+// alone.
+func (s *Server) currentPeers() *peerView {
+	org := s.opts.Organization
+	if org == nil || org.Peers == nil {
+		return nil
+	}
+	return newPeerView(org.Peers())
+}
+
+// install builds the routing index for snap and the organization's
+// servers and makes it current.
+func (s *Server) install(snap *Snapshot, peers *peerView) {
+	local := peers.local(s.opts.ServerName, s.opts.ServerSite)
 	fps := make(map[string]string, len(snap.Connectors))
 	for _, c := range snap.Connectors {
 		fps[c.Guid] = delivery.Fingerprint(c, snap.ACLs[c.Guid])
@@ -208,6 +250,7 @@ func (s *Server) install(snap *Snapshot) {
 	s.config.Store(&routingConfig{
 		snap: snap, index: routing.NewIndex(snap.Connectors, snap.Domains, local),
 		installed: s.opts.Now(), fingerprints: fps,
+		org: s.opts.Organization, peers: peers, self: s.opts.ServerName, site: s.opts.ServerSite,
 	})
 }
 
@@ -273,8 +316,15 @@ func (s *Server) poke() {
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	runCtx, stopDeliveries := context.WithCancel(context.Background())
 	defer stopDeliveries()
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- s.receiver.Serve(ln) }()
+	if s.orgReceiver != nil {
+		go func() {
+			if err := s.orgReceiver.Serve(s.opts.Organization.Listener); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("organization listener: %w", err)
+			}
+		}()
+	}
 	var bg sync.WaitGroup
 	bg.Add(2)
 	go func() { defer bg.Done(); s.reloadLoop(ctx) }()
@@ -295,6 +345,11 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	s.log.Info("shutting down", "deadline", deadline.String())
 	if err := s.receiver.Shutdown(shutdownCtx); err != nil {
 		_ = s.receiver.Close()
+	}
+	if s.orgReceiver != nil {
+		if err := s.orgReceiver.Shutdown(shutdownCtx); err != nil {
+			_ = s.orgReceiver.Close()
+		}
 	}
 	bg.Wait()
 	done := make(chan struct{})
@@ -326,17 +381,55 @@ func (s *Server) SetRetry(r Retry) {
 // Reload reads the store now (SIGHUP).
 func (s *Server) Reload(ctx context.Context) { s.reload(ctx, true) }
 
+// reloadLoop keeps the configuration current: at a watch's notice, or by
+// polling the store revision, and whenever the registry's view of the
+// organization's servers changes (a server went down or came back).
 func (s *Server) reloadLoop(ctx context.Context) {
 	t := time.NewTicker(s.opts.ReloadInterval)
 	defer t.Stop()
+	var changes <-chan struct{}
+	if w, ok := s.src.(Watcher); ok {
+		changes = w.Changes(ctx)
+	}
+	lastPoll := s.opts.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case _, ok := <-changes:
+			if !ok {
+				changes = nil // the watch ended: poll
+				continue
+			}
 			s.reload(ctx, false)
+			lastPoll = s.opts.Now()
+		case <-t.C:
+			if changes == nil || s.opts.Now().Sub(lastPoll) >= watchedPoll {
+				s.reload(ctx, false)
+				lastPoll = s.opts.Now()
+			}
+			s.refreshPeers()
 		}
 	}
+}
+
+// refreshPeers rebuilds the routing index when the organization's servers
+// changed, and looks again at the mail that waits, which a server that
+// came back may now take.
+func (s *Server) refreshPeers() {
+	org := s.opts.Organization
+	if org == nil || org.Peers == nil {
+		return
+	}
+	cur := s.config.Load()
+	gen, peers := org.Peers()
+	if cur.peers != nil && gen == cur.peers.generation {
+		return
+	}
+	s.install(cur.snap, newPeerView(gen, peers))
+	s.log.Info("organization servers changed", "generation", gen, "servers", len(peers))
+	s.rerouteWaiting()
+	s.poke()
 }
 
 // reload swaps in a new snapshot when the store revision moved. A store
@@ -360,7 +453,7 @@ func (s *Server) reload(ctx context.Context, force bool) {
 		s.log.Warn("cannot read the store; keeping the last good configuration", "err", err, "revision", cur.snap.Revision)
 		return
 	}
-	s.install(snap)
+	s.install(snap, s.currentPeers())
 	s.log.Info("configuration reloaded", "revision", snap.Revision, "connectors", len(snap.Connectors))
 	s.rerouteWaiting()
 	s.poke()

@@ -36,6 +36,7 @@ import (
 	"github.com/sendconn/sendconn/pkg/connector"
 	"github.com/sendconn/sendconn/pkg/permissions"
 	msgheader "github.com/sendconn/sendconn/pkg/transport/internal/header"
+	"github.com/sendconn/sendconn/pkg/transport/organization"
 	"github.com/sendconn/sendconn/pkg/transport/protocollog"
 	"github.com/sendconn/sendconn/pkg/transport/resolver"
 	"github.com/sendconn/sendconn/pkg/transport/smtpclient"
@@ -100,6 +101,16 @@ type Hop struct {
 	// deliver through the same configuration many times compute once.
 	// Empty means it is computed for this delivery.
 	Fingerprint string
+	// Relay, when not empty, makes this the intra-organization hop: this
+	// server is not a source server of Connector, so the message goes to
+	// one of these servers (tried in order), which delivers it through
+	// Connector. The hop is mutual TLS with the organization certificate
+	// and passes every header, whatever the connector says.
+	Relay []organization.Peer
+	// Proxies, when not empty, are the frontend servers (tried in order)
+	// whose proxy opens the connection to Connector's next hops, so that
+	// the mail leaves from a frontend's address (FrontendProxyEnabled).
+	Proxies []organization.Peer
 }
 
 // Fingerprint identifies a connector's whole configuration together with
@@ -146,6 +157,12 @@ type Config struct {
 	OnSession func(connector, outcome string)
 	// DialTimeout bounds a TCP connect; 0 means 30 s.
 	DialTimeout time.Duration
+	// Organization is this server's certificate for the hops to other
+	// servers of the organization and the CA that vouches for them; nil
+	// when this server works alone. OrganizationPrincipal is the
+	// principal those servers are (<Domain>\Exchange Servers).
+	Organization          *organization.TLS
+	OrganizationPrincipal permissions.Principal
 	// Dial replaces net.Dialer for tests; nil uses a Dialer with the
 	// connector's SourceIPAddress.
 	Dial func(ctx context.Context, local netip.Addr, addr string) (net.Conn, error)
@@ -179,6 +196,7 @@ type session struct {
 	c         *smtpclient.Client
 	host      string
 	principal permissions.Principal
+	org       bool // a hop to another server of the organization
 	messages  int
 	idleSince time.Time
 	plog      *protocollog.Session // nil unless the connector logs Verbose
@@ -257,6 +275,7 @@ type nextHop struct {
 	name   string // as configured or found in DNS
 	addr   string // host:port
 	tlsFor string // the name a certificate must be valid for
+	org    bool   // another server of the organization (Hop.Relay)
 }
 
 // nextHops lists the addresses to try in order: smart hosts spread by
@@ -265,6 +284,13 @@ type nextHop struct {
 // one), less preferred than this server's own MX cut off.
 func (d *Deliverer) nextHops(ctx context.Context, hop Hop) ([]nextHop, error) {
 	c := &hop.Connector
+	if len(hop.Relay) > 0 {
+		var hops []nextHop
+		for _, p := range hop.Relay {
+			hops = append(hops, nextHop{name: p.Name, addr: p.Address, tlsFor: p.Fqdn, org: true})
+		}
+		return hops, nil
+	}
 	res := d.cfg.Resolver
 	if c.UseExternalDNSServersEnabled && d.cfg.ExternalResolver != nil {
 		res = d.cfg.ExternalResolver
@@ -523,13 +549,20 @@ func (d *Deliverer) connectObserved(ctx context.Context, hop Hop, h nextHop, obs
 		plog = d.cfg.ProtocolLog.NewSession(c.Name, h.addr)
 	}
 	plog.Connecting()
-	conn, err := d.dial(ctx, c.SourceIPAddress, h.addr)
+	if h.org {
+		return d.connectOrganization(ctx, hop, h, plog)
+	}
+	conn, egress, via, err := d.dialHop(ctx, hop, h)
 	if err != nil {
 		reply := fmt.Sprintf("441 4.4.1 connection to %s failed: %v", h.addr, err)
 		plog.Info(reply, "Failed connection")
 		return nil, &hostError{reply: reply}
 	}
-	plog.Connected(conn.LocalAddr().String())
+	obs.egress, obs.frontend = egress, via
+	plog.Connected(egress)
+	if via != "" {
+		plog.Info("frontend "+via, "Connected through the frontend proxy")
+	}
 	obs.stage = StageBanner
 	client, err := smtpclient.NewClient(conn, timeout)
 	if err != nil {
@@ -625,6 +658,72 @@ func (d *Deliverer) connectObserved(ctx context.Context, hop Hop, h nextHop, obs
 	obs.stage = StageDone
 	plog.Info(hop.ACL.Effective(principal).SessionPermissions(), "Set Session Permissions")
 	return &session{c: client, host: h.name, principal: principal, plog: plog}, nil
+}
+
+// dialHop connects to a next hop, through a frontend's proxy when the hop
+// has any. It returns the address the next hop sees the connection come
+// from, and the frontend's name when there was one.
+func (d *Deliverer) dialHop(ctx context.Context, hop Hop, h nextHop) (conn net.Conn, egress, via string, err error) {
+	local := hop.Connector.SourceIPAddress
+	if len(hop.Proxies) == 0 {
+		conn, err := d.dial(ctx, local, h.addr)
+		if err != nil {
+			return nil, "", "", err
+		}
+		return conn, conn.LocalAddr().String(), "", nil
+	}
+	dial := func(ctx context.Context, _, addr string) (net.Conn, error) { return d.dial(ctx, local, addr) }
+	var errs []error
+	for _, p := range hop.Proxies {
+		pctx, cancel := context.WithTimeout(ctx, d.cfg.DialTimeout+handshakeAllowance)
+		conn, egress, err := organization.DialProxy(pctx, dial, d.cfg.Organization, p.Address, p.Fqdn, h.addr)
+		cancel()
+		if err == nil {
+			d.cfg.Logger.Debug("connected through frontend", "connector", hop.Connector.Name, "frontend", p.Name, "host", h.addr, "egress", egress)
+			return conn, egress, p.Name, nil
+		}
+		var pe *organization.ProxyError
+		if errors.As(err, &pe) {
+			// The frontend is fine; the next hop is not.
+			return nil, "", "", err
+		}
+		errs = append(errs, fmt.Errorf("frontend %s: %w", p.Name, err))
+	}
+	return nil, "", "", errors.Join(errs...)
+}
+
+// handshakeAllowance is the time a TLS handshake with another server of
+// the organization may take on top of the TCP connect.
+const handshakeAllowance = 30 * time.Second
+
+// connectOrganization opens the session of an intra-organization hop:
+// mutual TLS from the first byte, EHLO as this server, no AUTH (the
+// certificate is the proof), and the peer is the organization's servers
+// group.
+func (d *Deliverer) connectOrganization(ctx context.Context, hop Hop, h nextHop, plog *protocollog.Session) (*session, error) {
+	timeout := hop.Connector.ConnectionInactivityTimeOut.Duration()
+	dial := func(ctx context.Context, _, addr string) (net.Conn, error) { return d.dial(ctx, netip.Addr{}, addr) }
+	dctx, cancel := context.WithTimeout(ctx, d.cfg.DialTimeout+handshakeAllowance)
+	conn, err := organization.DialSMTP(dctx, dial, d.cfg.Organization, h.addr, h.tlsFor)
+	cancel()
+	if err != nil {
+		reply := fmt.Sprintf("441 4.4.1 connection to organization server %s (%s) failed: %v", h.name, h.addr, err)
+		plog.Info(reply, "Failed connection")
+		return nil, &hostError{reply: reply}
+	}
+	plog.Connected(conn.LocalAddr().String())
+	client, err := smtpclient.NewClient(conn, timeout)
+	if err != nil {
+		_ = conn.Close()
+		plog.Disconnected("Local")
+		return nil, &hostError{reply: asReply(err)}
+	}
+	if err := client.Hello(d.cfg.ServerFQDN, false); err != nil {
+		_ = client.Quit()
+		plog.Disconnected("Local")
+		return nil, &hostError{reply: asReply(err)}
+	}
+	return &session{c: client, host: h.name, principal: d.cfg.OrganizationPrincipal, org: true, plog: plog}, nil
 }
 
 func (d *Deliverer) dial(ctx context.Context, local netip.Addr, addr string) (net.Conn, error) {
@@ -770,7 +869,14 @@ func (d *Deliverer) transaction(hop Hop, s *session, msg Message) (results []Res
 		return nil, true, fmt.Errorf("451 4.3.0 open queued message: %v", err)
 	}
 	defer body.Close()
-	wire, err := firewalled(body, msg.Size, permissions.SendPolicy(hop.ACL.Effective(s.principal), c.CloudServicesMailEnabled))
+	policy := permissions.SendPolicy(hop.ACL.Effective(s.principal), c.CloudServicesMailEnabled)
+	if s.org {
+		// Between servers of the organization every header passes, as
+		// on Exchange's intra-organization connectors; the server that
+		// makes the last hop applies this connector's firewall.
+		policy = permissions.Policy{}
+	}
+	wire, err := firewalled(body, msg.Size, policy)
 	if err != nil {
 		return nil, true, fmt.Errorf("451 4.3.0 read queued message: %v", err)
 	}

@@ -27,6 +27,8 @@ type observation struct {
 	extensions []string
 	tls        *tls.ConnectionState
 	auth       string
+	egress     string // the address the next hop saw the connection come from
+	frontend   string // the frontend server it went through, if any
 }
 
 // Probe is one next hop as test-connector reports it.
@@ -44,7 +46,11 @@ type Probe struct {
 	// rejected.
 	Certificate *x509.Certificate
 	Auth        string // mechanism and user, or why there was none
-	Duration    time.Duration
+	// Frontend is the frontend server the connection went through and
+	// Egress the address the host saw it come from.
+	Frontend string
+	Egress   string
+	Duration time.Duration
 }
 
 // Probe sets up a session with each next hop of hop exactly as a delivery
@@ -69,7 +75,7 @@ func (d *Deliverer) Probe(ctx context.Context, hop Hop) ([]Probe, error) {
 		p := Probe{
 			Host: h.name, Address: h.addr, OK: err == nil, Stage: obs.stage,
 			Banner: obs.banner, Extensions: obs.extensions, Auth: obs.auth,
-			Duration: time.Since(start),
+			Frontend: obs.frontend, Egress: obs.egress, Duration: time.Since(start),
 		}
 		if obs.tls != nil {
 			p.TLS = tls.VersionName(obs.tls.Version) + " " + tls.CipherSuiteName(obs.tls.CipherSuite)

@@ -12,8 +12,17 @@
 // X-MS-Exchange-Organization-* headers Exchange stamps (Network-Message-Id,
 // AuthSource, AuthAs, OriginalArrivalTime). Organization and Forest headers
 // a client sends are removed first, whoever the client is: no client of
-// this listener is an Exchange server of the organization, so none may
-// claim how the organization authenticated or scanned a message.
+// this listener is a server of the organization, so none may claim how the
+// organization authenticated or scanned a message.
+//
+// The one exception is a Server built with Config.Organization, which
+// serves the organization listener: its clients proved with a certificate
+// of the organization CA that they are servers of the organization
+// (package organization), so they relay, and the headers they send pass
+// untouched; only Received: is added.
+//
+// A message that has passed through more than MaxHopCount servers
+// (Received: fields) is refused as a mail loop.
 package receive
 
 import (
@@ -42,6 +51,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sendconn/sendconn/pkg/permissions"
+	"github.com/sendconn/sendconn/pkg/transport/organization"
 	msgheader "github.com/sendconn/sendconn/pkg/transport/internal/header"
 )
 
@@ -92,15 +102,23 @@ type Config struct {
 	MaxHeaderSize int
 	// IsStorageError reports a failure of the disk under the queue.
 	IsStorageError func(error) bool
+	// Organization marks the organization listener: every client is a
+	// server of the organization, authenticated by its TLS certificate
+	// before the session started.
+	Organization bool
+	// MaxHopCount bounds the Received: fields of a message; 0 means 60,
+	// Exchange's default for a Receive connector.
+	MaxHopCount int
 	Logger         *slog.Logger
 	Now            func() time.Time
 }
 
 // Server receives mail. Create it with New, start it with Serve.
 type Server struct {
-	cfg  Config
-	smtp *smtp.Server
-	sem  chan struct{}
+	cfg   Config
+	smtp  *smtp.Server
+	sem   chan struct{}
+	conns connSet
 }
 
 // New builds a server that spools into sp.
@@ -116,6 +134,9 @@ func New(cfg Config, sp Spool) *Server {
 	}
 	if cfg.IsStorageError == nil {
 		cfg.IsStorageError = func(error) bool { return false }
+	}
+	if cfg.MaxHopCount <= 0 {
+		cfg.MaxHopCount = 60
 	}
 	s := &Server{cfg: cfg}
 	srv := smtp.NewServer(&backend{srv: s, spool: sp})
@@ -143,7 +164,7 @@ func New(cfg Config, sp Spool) *Server {
 // Serve accepts connections on ln until Close. ln must be a plain
 // listener: TLS comes from STARTTLS.
 func (s *Server) Serve(ln net.Listener) error {
-	err := s.smtp.Serve(&listener{Listener: ln, sem: s.sem, log: s.cfg.Logger})
+	err := s.smtp.Serve(&listener{Listener: ln, sem: s.sem, log: s.cfg.Logger, conns: &s.conns})
 	if errors.Is(err, smtp.ErrServerClosed) {
 		return nil
 	}
@@ -154,8 +175,25 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Close() error { return s.smtp.Close() }
 
 // Shutdown stops accepting and waits for the open sessions to end, until
-// ctx is done.
-func (s *Server) Shutdown(ctx context.Context) error { return s.smtp.Shutdown(ctx) }
+// ctx is done. Sessions between transactions are closed rather than
+// waited for: a client (or another server's pooled session) that sends
+// nothing would otherwise hold the shutdown until its idle timeout. A
+// message in transfer is waited for; a client whose connection closes
+// before the 250 keeps its message and tries again.
+func (s *Server) Shutdown(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- s.smtp.Shutdown(ctx) }()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		s.conns.closeIdle()
+		select {
+		case err := <-done:
+			return err
+		case <-t.C:
+		}
+	}
+}
 
 type backend struct {
 	srv   *Server
@@ -166,6 +204,10 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	remote, _ := netip.ParseAddrPort(c.Conn().RemoteAddr().String())
 	ip := remote.Addr().Unmap()
 	trusted := false
+	peer := ""
+	if b.srv.cfg.Organization {
+		trusted, peer = true, organizationPeer(c.Conn())
+	}
 	for _, p := range b.srv.cfg.RemoteIPRanges {
 		if p.Contains(ip) {
 			trusted = true
@@ -175,7 +217,29 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	if !validHelo(c.Hostname()) {
 		return nil, errBadHelo
 	}
-	return &session{b: b, conn: c, ip: ip, ipTrusted: trusted}, nil
+	return &session{b: b, conn: c, ip: ip, ipTrusted: trusted, peer: peer}, nil
+}
+
+// organizationPeer names the server at the other end of an organization
+// listener connection, from the certificate it proved itself with.
+func organizationPeer(c net.Conn) string {
+	if state, ok := implicitTLS(c); ok {
+		return organization.PeerName(state)
+	}
+	return ""
+}
+
+// implicitTLS is the TLS state of a connection that was TLS from the
+// start (the organization listener), which go-smtp does not see through
+// this package's conn wrapper.
+func implicitTLS(c net.Conn) (tls.ConnectionState, bool) {
+	if w, ok := c.(*conn); ok {
+		c = w.Conn
+	}
+	if tc, ok := c.(*tls.Conn); ok {
+		return tc.ConnectionState(), true
+	}
+	return tls.ConnectionState{}, false
 }
 
 // errBadHelo refuses an EHLO/HELO name that could not be recorded as it
@@ -206,6 +270,7 @@ type session struct {
 	conn      *smtp.Conn
 	ip        netip.Addr
 	ipTrusted bool
+	peer      string // the organization server at the other end, on the organization listener
 
 	// mu guards what follows. For BDAT go-smtp runs Data in a goroutine
 	// of its own, and calls Reset (RSET, EHLO, a chunk that failed or
@@ -302,10 +367,13 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	o := origin{helo: s.conn.Hostname()}
 	if state, ok := s.conn.TLSConnectionState(); ok {
 		o.tls = &state
+	} else if state, ok := implicitTLS(s.conn.Conn()); ok {
+		o.tls = &state
 	}
 	s.mu.Lock()
 	s.env, s.origin, s.inTxn = env, o, true
 	s.mu.Unlock()
+	s.setBusy(true)
 	return nil
 }
 
@@ -379,7 +447,13 @@ func (s *session) Data(r io.Reader) error {
 	if bytes.IndexByte(header, 0) >= 0 {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "NUL character in the message header"}
 	}
-	header = permissions.Filter(header, permissions.ReceivePolicy())
+	if hops := countFields(header, "Received"); hops >= cfg.MaxHopCount {
+		cfg.Logger.Warn("message refused: too many hops", "hops", hops, "remote", s.ip.String(), "from", env.From)
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6}, Message: "Hop count exceeded - possible mail loop"}
+	}
+	if !cfg.Organization {
+		header = permissions.Filter(header, permissions.ReceivePolicy())
+	}
 	stamp := s.stamp(id, now, user, o)
 	body := io.MultiReader(bytes.NewReader(stamp), bytes.NewReader(header), br)
 	meta := map[string]string{
@@ -389,6 +463,9 @@ func (s *session) Data(r io.Reader) error {
 	}
 	if user != "" {
 		meta["auth-user"] = user
+	}
+	if s.peer != "" {
+		meta["organization-peer"] = s.peer
 	}
 	// Kept for Get-Message, which would otherwise read every queued
 	// file to show its subject.
@@ -450,6 +527,15 @@ func (s *session) Reset() {
 	s.mu.Lock()
 	s.env, s.origin, s.inTxn = Envelope{}, origin{}, false
 	s.mu.Unlock()
+	s.setBusy(false)
+}
+
+// setBusy marks the connection as carrying a transaction, which a
+// shutdown waits for.
+func (s *session) setBusy(busy bool) {
+	if c, ok := s.conn.Conn().(*conn); ok {
+		c.busy.Store(busy)
+	}
 }
 
 func (s *session) Logout() error { return nil }
@@ -465,6 +551,9 @@ func (s *session) stamp(id string, now time.Time, user string, o origin) []byte 
 	if user != "" {
 		with += "A"
 	}
+	if cfg.Organization {
+		with = "ESMTPSA" // mutual TLS: the certificate authenticated the client
+	}
 	helo := o.helo
 	if helo == "" {
 		helo = "unknown"
@@ -475,6 +564,11 @@ func (s *session) stamp(id string, now time.Time, user string, o origin) []byte 
 		fmt.Fprintf(&b, " (version=%s cipher=%s)", tls.VersionName(o.tls.Version), tls.CipherSuiteName(o.tls.CipherSuite))
 	}
 	fmt.Fprintf(&b, "\r\n\tid %s; %s\r\n", id, now.Format(time.RFC1123Z))
+	if cfg.Organization {
+		// The server that first accepted the message stamped the
+		// organization headers; they travel with it.
+		return b.Bytes()
+	}
 	authAs := "Anonymous"
 	if user != "" {
 		authAs = "Internal"
@@ -539,8 +633,47 @@ func (l *loginServer) Next(response []byte) (challenge []byte, done bool, err er
 // waiting in the backlog.
 type listener struct {
 	net.Listener
-	sem chan struct{}
-	log *slog.Logger
+	sem   chan struct{}
+	log   *slog.Logger
+	conns *connSet
+}
+
+// connSet is the open connections, so that a shutdown can close the idle
+// ones.
+type connSet struct {
+	mu sync.Mutex
+	m  map[*conn]struct{}
+}
+
+func (cs *connSet) add(c *conn) *conn {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.m == nil {
+		cs.m = map[*conn]struct{}{}
+	}
+	cs.m[c] = struct{}{}
+	c.set = cs
+	return c
+}
+
+func (cs *connSet) remove(c *conn) {
+	cs.mu.Lock()
+	delete(cs.m, c)
+	cs.mu.Unlock()
+}
+
+func (cs *connSet) closeIdle() {
+	cs.mu.Lock()
+	var idle []*conn
+	for c := range cs.m {
+		if !c.busy.Load() {
+			idle = append(idle, c)
+		}
+	}
+	cs.mu.Unlock()
+	for _, c := range idle {
+		_ = c.Close()
+	}
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -550,11 +683,11 @@ func (l *listener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		if l.sem == nil {
-			return &conn{Conn: c}, nil
+			return l.conns.add(&conn{Conn: c}), nil
 		}
 		select {
 		case l.sem <- struct{}{}:
-			return &conn{Conn: c, release: func() { <-l.sem }}, nil
+			return l.conns.add(&conn{Conn: c, release: func() { <-l.sem }}), nil
 		default:
 			l.log.Warn("connection refused: too many connections", "remote", c.RemoteAddr().String(), "limit", cap(l.sem))
 			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
@@ -578,8 +711,10 @@ func (l *listener) Accept() (net.Conn, error) {
 type conn struct {
 	net.Conn
 	timedOut atomic.Bool
+	busy     atomic.Bool // in a transaction (MAIL to its end)
 	once     sync.Once
 	release  func() // gives back the connection's slot; nil without a limit
+	set      *connSet
 }
 
 func (c *conn) Read(p []byte) (int, error) {
@@ -594,9 +729,14 @@ func (c *conn) Read(p []byte) (int, error) {
 }
 
 func (c *conn) Close() error {
-	if c.release != nil {
-		c.once.Do(c.release)
-	}
+	c.once.Do(func() {
+		if c.release != nil {
+			c.release()
+		}
+		if c.set != nil {
+			c.set.remove(c)
+		}
+	})
 	return c.Conn.Close()
 }
 
@@ -672,4 +812,21 @@ func displaySubject(raw string) string {
 		raw = string(r[:255])
 	}
 	return raw
+}
+
+// countFields counts the header fields named name (case-insensitively).
+func countFields(hdr []byte, name string) int {
+	n := 0
+	for len(hdr) > 0 {
+		line := hdr
+		if i := bytes.IndexByte(hdr, '\n'); i >= 0 {
+			line, hdr = hdr[:i], hdr[i+1:]
+		} else {
+			hdr = nil
+		}
+		if len(line) > len(name) && line[len(name)] == ':' && strings.EqualFold(string(line[:len(name)]), name) {
+			n++
+		}
+	}
+	return n
 }

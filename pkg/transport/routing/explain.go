@@ -57,9 +57,10 @@ const (
 	CandidateTooSmall = "too small" // MaxMessageSize below the message size
 	// Left out of the routing table altogether.
 	CandidateDisabled       = "disabled"
-	CandidateScopedAway     = "scoped away"      // IsScopedConnector, and no source server is here or in this site
-	CandidateNoNextHop      = "no next hop"      // smart-host routing with no usable smart host
-	CandidateNoSourceServer = "no source server" // SourceTransportServers is empty
+	CandidateScopedAway     = "scoped away"            // IsScopedConnector, and no source server is here or in this site
+	CandidateNoNextHop      = "no next hop"            // smart-host routing with no usable smart host
+	CandidateNoSourceServer = "no source server"       // SourceTransportServers is empty
+	CandidateNoSuchServer   = "unknown source servers" // no source server is a transport server of the organization
 	// Not matching the recipient.
 	CandidateNoMatch   = "no matching address space"
 	CandidateWrongType = "wrong address type" // only non-SMTP address spaces
@@ -176,6 +177,7 @@ var exclusionOutcomes = [...]string{
 	excludedNoNextHop:      CandidateNoNextHop,
 	excludedNoSourceServer: CandidateNoSourceServer,
 	excludedScopedAway:     CandidateScopedAway,
+	excludedNoSuchServer:   CandidateNoSuchServer,
 }
 
 func (ix *Index) exclusionText(c *connector.SendConnector, reason excludedBy) string {
@@ -186,6 +188,8 @@ func (ix *Index) exclusionText(c *connector.SendConnector, reason excludedBy) st
 		return "smart-host routing, but no smart host names a host or a specified IP address"
 	case excludedNoSourceServer:
 		return "SourceTransportServers is empty"
+	case excludedNoSuchServer:
+		return "no source server (" + strings.Join(c.SourceTransportServers, ", ") + ") is a transport server of the organization"
 	case excludedScopedAway:
 		s := "IsScopedConnector is True and no source server (" + strings.Join(c.SourceTransportServers, ", ") + ") is "
 		if ix.local.Name != "" {

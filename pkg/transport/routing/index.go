@@ -21,6 +21,12 @@ type Local struct {
 	// this server's own site is known. Site names compare
 	// case-insensitively, as AD site names do.
 	SiteOf func(server string) (site string, ok bool)
+	// Exists reports whether a server is a transport server of the
+	// organization. A connector none of whose source servers exists is
+	// left out of the routing table, as Exchange does
+	// (RoutingNoSourceBhServers). Nil means every server exists: a
+	// server that knows of no others routes with every connector.
+	Exists func(server string) bool
 }
 
 // Proximity is how close a connector's nearest source server is to this
@@ -77,6 +83,7 @@ const (
 	excludedNoNextHop
 	excludedNoSourceServer
 	excludedScopedAway
+	excludedNoSuchServer
 )
 
 // domainNode gathers what is known about one domain name d.
@@ -234,6 +241,8 @@ func candidacy(c *connector.SendConnector, local Local) (Proximity, excludedBy) 
 		return 0, excludedNoNextHop
 	case len(c.SourceTransportServers) == 0:
 		return 0, excludedNoSourceServer
+	case !anyExists(c.SourceTransportServers, local):
+		return 0, excludedNoSuchServer
 	}
 	p := proximityOf(c.SourceTransportServers, local)
 	if c.IsScopedConnector && p == RemoteSite {
@@ -251,6 +260,18 @@ func hasNextHop(c *connector.SendConnector) bool {
 	}
 	for _, h := range c.SmartHosts {
 		if h.Host != "" || h.IP.IsValid() && !h.IP.IsUnspecified() {
+			return true
+		}
+	}
+	return false
+}
+
+func anyExists(servers []string, local Local) bool {
+	if local.Exists == nil {
+		return true
+	}
+	for _, s := range servers {
+		if strings.EqualFold(s, local.Name) || local.Exists(s) {
 			return true
 		}
 	}
