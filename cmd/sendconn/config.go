@@ -24,10 +24,23 @@ type Config struct {
 	Store        string
 	StoreTimeout time.Duration
 
+	EtcdCAFile       string
+	EtcdCert         string
+	EtcdKey          string
+	EtcdUsername     string
+	EtcdPasswordFile string
+
 	ServerName         string
 	ServerFQDN         string
 	ServerSite         string
+	ServerRoles        []string
 	OrganizationDomain string
+
+	OrganizationListen  string
+	OrganizationAddress string
+	OrganizationCAFile  string
+	OrganizationCert    string
+	OrganizationKey     string
 
 	ReceiveListen            string
 	ReceiveRemoteIPRanges    []netip.Prefix
@@ -170,7 +183,19 @@ var configKeys = []configKey{
 	{name: "server.fqdn", kind: kindString, def: func(e *configEnv) any { return e.hostname },
 		set: func(c *Config, v any) { c.ServerFQDN = v.(string) }},
 	{name: "server.site", kind: kindString, def: str("Default-First-Site-Name"), set: func(c *Config, v any) { c.ServerSite = v.(string) }},
+	{name: "server.roles", kind: kindList, def: func(*configEnv) any { return []string{"hub", "frontend"} }, set: func(c *Config, v any) { c.ServerRoles = v.([]string) }},
 	{name: "organization.domain", kind: kindString, def: str("SENDCONN"), set: func(c *Config, v any) { c.OrganizationDomain = v.(string) }},
+	{name: "organization.listen", kind: kindString, def: str(""), set: func(c *Config, v any) { c.OrganizationListen = v.(string) }},
+	{name: "organization.address", kind: kindString, def: str(""), set: func(c *Config, v any) { c.OrganizationAddress = v.(string) }},
+	{name: "organization.ca-file", kind: kindString, def: str(""), set: func(c *Config, v any) { c.OrganizationCAFile = v.(string) }},
+	{name: "organization.cert", kind: kindString, def: str(""), set: func(c *Config, v any) { c.OrganizationCert = v.(string) }},
+	{name: "organization.key", kind: kindString, def: str(""), set: func(c *Config, v any) { c.OrganizationKey = v.(string) }},
+
+	{name: "etcd.ca-file", kind: kindString, def: str(""), set: func(c *Config, v any) { c.EtcdCAFile = v.(string) }},
+	{name: "etcd.cert", kind: kindString, def: str(""), set: func(c *Config, v any) { c.EtcdCert = v.(string) }},
+	{name: "etcd.key", kind: kindString, def: str(""), set: func(c *Config, v any) { c.EtcdKey = v.(string) }},
+	{name: "etcd.username", kind: kindString, def: str(""), set: func(c *Config, v any) { c.EtcdUsername = v.(string) }},
+	{name: "etcd.password-file", kind: kindString, def: str(""), set: func(c *Config, v any) { c.EtcdPasswordFile = v.(string) }},
 
 	{name: "receive.listen", kind: kindString, def: str("127.0.0.1:2525"), set: func(c *Config, v any) { c.ReceiveListen = v.(string) }},
 	{name: "receive.remote-ip-ranges", kind: kindPrefixList, def: func(*configEnv) any { return []string{"127.0.0.0/8", "::1/128"} },
@@ -479,6 +504,24 @@ func validateConfig(c *Config) error {
 	}
 	if (c.ReceiveTLSCert == "") != (c.ReceiveTLSKey == "") {
 		errs = append(errs, "receive.tls.cert and receive.tls.key: give both or neither")
+	}
+	if (c.EtcdCert == "") != (c.EtcdKey == "") {
+		errs = append(errs, "etcd.cert and etcd.key: give both or neither")
+	}
+	if len(c.ServerRoles) == 0 {
+		errs = append(errs, "server.roles: name at least one of hub, frontend")
+	}
+	for _, r := range c.ServerRoles {
+		if r != "hub" && r != "frontend" {
+			errs = append(errs, fmt.Sprintf("server.roles %q: must be hub or frontend", r))
+		}
+	}
+	if c.OrganizationListen != "" {
+		if c.OrganizationCAFile == "" || c.OrganizationCert == "" || c.OrganizationKey == "" {
+			errs = append(errs, "organization.listen: needs organization.ca-file, organization.cert and organization.key (servers of the organization prove who they are with them)")
+		}
+	} else if c.OrganizationAddress != "" {
+		errs = append(errs, "organization.address: set organization.listen too")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -18,7 +18,7 @@ const (
 	exitUsage    = 2 // bad usage or a validation failure
 	exitNotFound = 3
 	exitConflict = 4 // already exists
-	exitBusy     = 5 // store locked by another process
+	exitBusy     = 5 // store locked by another process, or etcd unreachable
 )
 
 // usageError is a mistake in how the command was called.
@@ -67,7 +67,7 @@ func exitCode(err error) int {
 		return silent.code
 	case errors.As(err, &usage), errors.As(err, &invalid), isCobraUsageError(err):
 		return exitUsage
-	case errors.Is(err, store.ErrBusy):
+	case errors.Is(err, store.ErrBusy), errors.Is(err, store.ErrUnavailable):
 		return exitBusy
 	case errors.Is(err, store.ErrNotFound), errors.As(err, new(*notFoundError)):
 		return exitNotFound

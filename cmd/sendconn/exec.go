@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/sendconn/sendconn/cmd/sendconn/ems"
+	"github.com/sendconn/sendconn/pkg/store"
 )
 
 func newExecCmd(app *App) *cobra.Command {
@@ -89,7 +89,7 @@ func runExec(ctx context.Context, app *App, file string, o execOptions) error {
 		}
 	}
 	if o.whatIf {
-		tmp, cleanup, err := copyStore(app.cfg.Store)
+		tmp, cleanup, err := copyStore(ctx, app, app.cfg.Store)
 		if err != nil {
 			return err
 		}
@@ -601,7 +601,7 @@ func (x *executor) invoke(ctx context.Context, c *ems.Command, ids []string, kee
 	}
 	storePath := x.storePath
 	if wantsWhatIf(c) && cmd.Flags().Lookup("whatif") == nil {
-		tmp, cleanup, err := copyStore(x.storePath)
+		tmp, cleanup, err := copyStore(ctx, x.app, x.storePath)
 		if err != nil {
 			return nil, err
 		}
@@ -838,26 +838,33 @@ func (x *executor) credential(a *ems.Arg, env map[string]string) (string, error)
 	return strings.TrimSpace(user), nil
 }
 
-// copyStore copies the store file for --whatif; a store that does not
-// exist yet stays absent in the copy.
-func copyStore(path string) (string, func(), error) {
+// copyStore copies the store spec names into a bbolt file of its own for
+// --whatif, whatever kind of store it is.
+func copyStore(ctx context.Context, app *App, spec string) (string, func(), error) {
 	dir, err := os.MkdirTemp("", "sendconn-whatif-")
 	if err != nil {
 		return "", nil, err
 	}
 	cleanup := func() { os.RemoveAll(dir) }
 	tmp := filepath.Join(dir, "store.db")
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return tmp, cleanup, nil
-	}
-	if err != nil {
-		cleanup()
-		return "", nil, fmt.Errorf("copy the store for --whatif: %w", err)
-	}
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	if err := copyInto(ctx, app, spec, tmp); err != nil {
 		cleanup()
 		return "", nil, fmt.Errorf("copy the store for --whatif: %w", err)
 	}
 	return tmp, cleanup, nil
+}
+
+func copyInto(ctx context.Context, app *App, from, to string) error {
+	src, err := openStore(app.cfg, from, app.Now)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := openStore(app.cfg, to, app.Now)
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	_, err = store.Copy(ctx, src, dst)
+	return err
 }

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
 )
 
 // interopEnv is one sendconn installation in a temporary directory.
@@ -518,4 +520,16 @@ func TestInteropMetrics(t *testing.T) {
 			t.Errorf("/metrics lacks %q", series)
 		}
 	}
+}
+
+// TestInteropMultiServerOnDebianEtcd runs the multi-server scenario
+// (testdata/script/multi_server.txtar: three serve processes, two sites)
+// on Debian's etcd instead of the one embedded in the test binary.
+func TestInteropMultiServerOnDebianEtcd(t *testing.T) {
+	bin, err := exec.LookPath("etcd")
+	if err != nil {
+		t.Fatal("etcd is not installed (.ci/install-peers installs Debian's etcd-server)")
+	}
+	t.Setenv("SENDCONN_TEST_ETCD", bin)
+	testscript.Run(t, scriptParams("", "testdata/script/multi_server.txtar"))
 }

@@ -43,12 +43,20 @@ func TestMain(m *testing.M) {
 		"smtpsink":   smtpSinkMain,
 		"smtpsubmit": smtpSubmitMain,
 		"dnsserver":  dnsServerMain,
+		"etcdserver": etcdServerMain,
 	})
 }
 
 func TestScripts(t *testing.T) {
-	testscript.Run(t, testscript.Params{
-		Dir:                 "testdata/script",
+	testscript.Run(t, scriptParams("testdata/script"))
+}
+
+// scriptParams are the scripts' environment and commands; the interop
+// tier runs some of the scripts again against real peers.
+func scriptParams(dir string, files ...string) testscript.Params {
+	return testscript.Params{
+		Dir:                 dir,
+		Files:               files,
 		RequireExplicitExec: true,
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("SENDCONN_STORE", filepath.Join(env.WorkDir, "sendconn.db"))
@@ -59,6 +67,8 @@ func TestScripts(t *testing.T) {
 			env.Setenv("SENDCONN_ADMIN_SOCKET", filepath.Join(env.WorkDir, "admin.sock"))
 			env.Setenv("SENDCONN_LOGS_MESSAGE_TRACKING_LOG_PATH", filepath.Join(env.WorkDir, "logs", "MessageTracking"))
 			env.Setenv("SENDCONN_LOGS_SEND_PROTOCOL_LOG_PATH", filepath.Join(env.WorkDir, "logs", "ProtocolLog", "SmtpSend"))
+			// etcdserver runs this etcd binary instead of the embedded one.
+			env.Setenv("SENDCONN_TEST_ETCD", os.Getenv("SENDCONN_TEST_ETCD"))
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
@@ -70,8 +80,9 @@ func TestScripts(t *testing.T) {
 			"waitqueue":  cmdWaitQueue,
 			"waitconfig": cmdWaitConfig,
 			"gencert":    cmdGenCert,
+			"genorg":     cmdGenOrg,
 		},
-	})
+	}
 }
 
 // waitfile FILE: wait (bounded) until FILE exists — the way scripts wait for
@@ -158,25 +169,38 @@ func cmdWaitQueue(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Fatalf("queue %s did not reach %s within 20s; last seen: %s", args[0], args[1], last)
 }
 
-// waitconfig: wait (bounded) until the running serve routes with the
-// store's current revision, so a script can rely on a change it just made.
+// waitconfig [SOCKET [WITHIN]]: wait until the serve at SOCKET (default
+// $SENDCONN_ADMIN_SOCKET) routes with the store's current revision, so a
+// script can rely on a change it just made; WITHIN (default 20s) bounds
+// the wait, and a script that gives it asserts how fast a change arrives.
 func cmdWaitConfig(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 0 {
-		ts.Fatalf("usage: waitconfig")
+	if neg || len(args) > 2 {
+		ts.Fatalf("usage: waitconfig [SOCKET [WITHIN]]")
+	}
+	socket, within := ts.Getenv("SENDCONN_ADMIN_SOCKET"), 20*time.Second
+	if len(args) > 0 {
+		socket = ts.MkAbs(args[0])
+	}
+	if len(args) > 1 {
+		d, err := time.ParseDuration(args[1])
+		ts.Check(err)
+		within = d
 	}
 	var want uint64
-	st := store.OpenBolt(ts.Getenv("SENDCONN_STORE"), store.Options{})
+	st, err := store.Open(ts.Getenv("SENDCONN_STORE"), store.Options{})
+	ts.Check(err)
+	defer st.Close()
 	ts.Check(st.View(context.Background(), func(tx store.Tx) error { want = tx.Revision(); return nil }))
-	c := admin.NewClient(ts.Getenv("SENDCONN_ADMIN_SOCKET"))
+	c := admin.NewClient(socket)
 	var last string
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
 		status, err := c.Status(context.Background())
 		if err == nil && status.StoreRevision >= want {
 			return
 		}
 		last = fmt.Sprint(status.StoreRevision, err)
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
-	ts.Fatalf("serve did not load store revision %d within 20s; last seen: %s", want, last)
+	ts.Fatalf("serve at %s did not load store revision %d within %s; last seen: %s", socket, want, within, last)
 }

@@ -30,6 +30,10 @@ type App struct {
 	// its printing it: exec runs cmdlets in-process and pipes their
 	// objects on.
 	capture func(kind *objectKind, objs []any)
+	// stores are the stores opened so far, by spec: an etcd store holds a
+	// client connection for the whole command line, and exec's --whatif
+	// switches to a copy.
+	stores map[string]store.Backend
 }
 
 // printObjects prints objs as the command's output options say, or hands
@@ -51,6 +55,7 @@ func run(args []string, app *App) int {
 	root := newRootCmd(app)
 	root.SetArgs(rewriteArgs(root, args))
 	err := root.ExecuteContext(context.Background())
+	app.closeStores()
 	if err != nil {
 		printError(app.IO.ErrOut, err)
 	}
@@ -93,8 +98,8 @@ the Exchange Management Shell (-DNSRoutingEnabled '$false').`,
 	})
 	pf := root.PersistentFlags()
 	pf.StringVar(&app.configFile, "config", "", "config file (default /etc/sendconn/sendconn.yaml, then $XDG_CONFIG_HOME/sendconn/sendconn.yaml; env SENDCONN_CONFIG)")
-	pf.String("store", "", "store file (default /var/lib/sendconn/sendconn.db for root, else $XDG_DATA_HOME/sendconn/sendconn.db; env SENDCONN_STORE)")
-	pf.String("store-timeout", "", "how long to wait for a store locked by another sendconn process (default 5s)")
+	pf.String("store", "", "store: a file (default /var/lib/sendconn/sendconn.db for root, else $XDG_DATA_HOME/sendconn/sendconn.db) or etcd://host:port[,host:port]/prefix; env SENDCONN_STORE")
+	pf.String("store-timeout", "", "how long to wait for a store locked by another sendconn process, or for etcd to answer (default 5s)")
 	pf.String("log-level", "", "log level: debug, info, warn, error (default info)")
 	pf.String("log-format", "", "log format: text or json (default text)")
 
@@ -104,6 +109,7 @@ the Exchange Management Shell (-DNSRoutingEnabled '$false').`,
 		newQueueCmd(app), newMessageCmd(app),
 		newRouteCmd(app),
 		newTestConnectorCmd(app), newTrackingCmd(app),
+		newServerCmd(app), newStoreCmd(app),
 		newExecCmd(app), newExportCmd(app),
 		newVersionCmd(app), newGenDocsCmd(app),
 	)
@@ -144,15 +150,59 @@ func (app *App) loadConfig(cmd *cobra.Command) error {
 	return nil
 }
 
-// store opens the configured store (it is opened per transaction, never
-// held).
-func (app *App) store() *store.Bolt {
-	return store.OpenBolt(app.cfg.Store, store.Options{
-		LockTimeout:        app.cfg.StoreTimeout,
-		Now:                app.Now,
-		OrganizationDomain: app.cfg.OrganizationDomain,
+// store is the configured store. A bbolt file is opened per transaction
+// and never held; an etcd store keeps its client until the command ends.
+// A spec that cannot be opened gives a store whose every operation fails
+// with the reason.
+func (app *App) store() store.Backend {
+	spec := app.cfg.Store
+	if b, ok := app.stores[spec]; ok {
+		return b
+	}
+	b, err := openStore(app.cfg, spec, app.Now)
+	if err != nil {
+		return brokenStore{err}
+	}
+	if app.stores == nil {
+		app.stores = map[string]store.Backend{}
+	}
+	app.stores[spec] = b
+	return b
+}
+
+// openStore opens spec with the configuration's store settings.
+func openStore(cfg *Config, spec string, now func() time.Time) (store.Backend, error) {
+	return store.Open(spec, store.Options{
+		LockTimeout:        cfg.StoreTimeout,
+		Now:                now,
+		OrganizationDomain: cfg.OrganizationDomain,
+		Etcd: store.EtcdOptions{
+			CAFile: cfg.EtcdCAFile, CertFile: cfg.EtcdCert, KeyFile: cfg.EtcdKey,
+			Username: cfg.EtcdUsername, PasswordFile: cfg.EtcdPasswordFile,
+		},
 	})
 }
+
+func (app *App) closeStores() {
+	for spec, b := range app.stores {
+		_ = b.Close()
+		delete(app.stores, spec)
+	}
+}
+
+// brokenStore is a store spec that could not be opened.
+type brokenStore struct{ err error }
+
+func (b brokenStore) View(context.Context, func(store.Tx) error) error   { return b.err }
+func (b brokenStore) Update(context.Context, func(store.Tx) error) error { return b.err }
+func (b brokenStore) Register(context.Context, store.ServerInfo, time.Duration) (store.Registration, error) {
+	return nil, b.err
+}
+func (b brokenStore) Servers(context.Context) ([]store.ServerInfo, error) { return nil, b.err }
+func (b brokenStore) RemoveServer(context.Context, string) error          { return b.err }
+func (b brokenStore) Watch(context.Context) <-chan struct{}               { return nil }
+func (b brokenStore) String() string                                      { return "(unusable store)" }
+func (b brokenStore) Close() error                                        { return nil }
 
 // defaults are what a new connector takes from this server.
 func (app *App) defaults() connector.Defaults {

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sendconn/sendconn/pkg/connector"
+	"github.com/sendconn/sendconn/pkg/store"
 	"github.com/sendconn/sendconn/pkg/transport"
 	"github.com/sendconn/sendconn/pkg/transport/resolver"
 	"github.com/sendconn/sendconn/pkg/transport/routing"
@@ -19,8 +21,11 @@ import (
 // explanation, and with --resolve the next hops DNS gives.
 type routeRow struct {
 	routing.Explanation
-	server   string   // this server's name, for queue identities
+	server   string   // the server routing, for queue identities
 	nextHops []string // --resolve
+	// relay says the server is not a source server of the chosen
+	// connector and, being one of several, relays to one that is.
+	relay bool
 }
 
 func (r *routeRow) routed() bool { return r.Route.Outcome == routing.Routed }
@@ -30,6 +35,9 @@ func (r *routeRow) routed() bool { return r.Route.Outcome == routing.Routed }
 func (r *routeRow) nextHop() string {
 	switch r.Route.Outcome {
 	case routing.Routed:
+		if r.relay {
+			return "source servers " + strings.Join(r.Route.Connector.SourceTransportServers, ", ")
+		}
 		if r.Route.Connector.DNSRoutingEnabled() {
 			return "MX of " + r.Domain
 		}
@@ -44,6 +52,8 @@ func (r *routeRow) nextHop() string {
 // queue serve would hold the recipient in.
 func (r *routeRow) deliveryType() string {
 	switch {
+	case r.routed() && r.relay:
+		return transport.RelayToSourceServers
 	case r.routed() && r.Route.Connector.DNSRoutingEnabled():
 		return transport.DNSConnectorDelivery
 	case r.routed():
@@ -56,6 +66,8 @@ func (r *routeRow) deliveryType() string {
 
 func (r *routeRow) queue() string {
 	switch {
+	case r.routed() && r.relay:
+		return r.server + `\` + r.Route.Connector.Name
 	case r.routed() && r.Route.Connector.DNSRoutingEnabled():
 		return r.server + `\` + r.Domain
 	case r.routed():
@@ -160,6 +172,7 @@ func newRouteKind(format string, resolve bool, indent *int) *objectKind {
 type routeOptions struct {
 	size    string
 	resolve bool
+	server  string
 	out     outputOptions
 }
 
@@ -196,11 +209,19 @@ address space, wrong address type.
 connectors with UseExternalDNSServersEnabled): each smart host's addresses,
 or the recipient domain's MX hosts with their preferences and addresses. A
 failed lookup is shown in NextHops, not treated as an error. Exits 0 when
-every recipient was explained, whatever its outcome. See docs/route.md.`,
+every recipient was explained, whatever its outcome. See docs/route.md.
+
+With several servers (docs/multi-server.md), sites come from the server
+registry, and --server explains the routing of another server: which
+connectors it may use, and whether it sends itself or relays to a source
+server (DeliveryType SmtpRelayToConnectorSourceServers). Connectors none of
+whose source servers is a registered server are then left out ("unknown
+source servers").`,
 		Example: `  sendconn route bob@sales.contoso.com
   sendconn route bob@sales.contoso.com julia@fabrikam.com -o list
   sendconn route julia@fabrikam.com --size 20MB --resolve -o list
-  cut -d, -f1 recipients.csv | sendconn route - -o csv --property Recipient,Connector,Outcome`,
+  cut -d, -f1 recipients.csv | sendconn route - -o csv --property Recipient,Connector,Outcome
+  sendconn route julia@fabrikam.com --server EX02 -o list`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runRoute(cmd.Context(), app, o, args)
 		},
@@ -209,6 +230,7 @@ every recipient was explained, whatever its outcome. See docs/route.md.`,
 	fs.StringVar(&o.size, "size", "", "explain for a message of this size, e.g. 20MB (B, KB, MB, GB, TB; 1 KB = 1024 B); connectors whose MaxMessageSize is smaller are skipped (default: any size)")
 	annotate(fs.Lookup("size"), syntaxAnnotation, "size")
 	fs.BoolVar(&o.resolve, "resolve", false, "look up the next hops in DNS: smart hosts' addresses, or the MX hosts with preferences and addresses")
+	fs.StringVar(&o.server, "server", "", "explain the routing of this registered server (default: server.name)")
 	addOutputFlags(fs, &o.out)
 	return cmd
 }
@@ -257,14 +279,19 @@ func runRoute(ctx context.Context, app *App, o *routeOptions, args []string) err
 	if err != nil {
 		return err
 	}
-	ix := routing.NewIndex(snap.Connectors, snap.Domains, routing.Local{Name: app.cfg.ServerName, Site: app.cfg.ServerSite})
+	local, multi, err := routingLocal(ctx, app, o.server)
+	if err != nil {
+		return err
+	}
+	ix := routing.NewIndex(snap.Connectors, snap.Domains, local)
 	rows := make([]routeRow, len(rcpts))
 	var dns *hopResolvers
 	if o.resolve {
 		dns = newHopResolvers(app.cfg)
 	}
 	for i, rcpt := range rcpts {
-		rows[i] = routeRow{Explanation: ix.Explain(rcpt, size), server: app.cfg.ServerName}
+		rows[i] = routeRow{Explanation: ix.Explain(rcpt, size), server: local.Name}
+		rows[i].relay = multi && rows[i].routed() && rows[i].Route.Proximity != routing.LocalServer
 		if dns != nil && rows[i].routed() {
 			rows[i].nextHops = dns.nextHops(ctx, rows[i].Route.Connector, rows[i].Domain)
 		}
@@ -363,4 +390,39 @@ func addresses(ctx context.Context, res *resolver.Resolver, err error, host stri
 		s[i] = ip.String()
 	}
 	return "[" + strings.Join(s, ", ") + "]"
+}
+
+// routingLocal is the routing.Local of the server route explains for, as
+// serve builds it: with the registry's sites, and, when the organization
+// has several servers (any registered with an organization listener),
+// only connectors whose source servers exist. multi says so.
+func routingLocal(ctx context.Context, app *App, server string) (local routing.Local, multi bool, err error) {
+	local = routing.Local{Name: app.cfg.ServerName, Site: app.cfg.ServerSite}
+	servers, err := app.store().Servers(ctx)
+	if err != nil {
+		return local, false, err
+	}
+	byName := map[string]store.ServerInfo{}
+	for _, s := range servers {
+		byName[strings.ToLower(s.Name)] = s
+		multi = multi || s.Address != ""
+	}
+	if server != "" {
+		s, ok := byName[strings.ToLower(server)]
+		if !ok {
+			return local, false, withHint(&store.NotFoundError{Kind: "server", Identity: server}, "list servers with 'sendconn server get'")
+		}
+		local = routing.Local{Name: s.Name, Site: s.Site}
+	}
+	local.SiteOf = func(name string) (string, bool) {
+		s, ok := byName[strings.ToLower(name)]
+		return s.Site, ok && s.Site != ""
+	}
+	if multi {
+		local.Exists = func(name string) bool {
+			s, ok := byName[strings.ToLower(name)]
+			return ok && slices.Contains(s.Roles, "hub")
+		}
+	}
+	return local, multi, nil
 }

@@ -109,8 +109,24 @@ func runServe(ctx context.Context, app *App, cmd *cobra.Command, o *serveOptions
 		return fmt.Errorf("logs.send-protocol-log-path: %w", err)
 	}
 	defer opts.Delivery.ProtocolLog.Close()
-	srv, err := transport.New(ctx, opts, storeSource{s: app.store(), orgDomain: cfg.OrganizationDomain})
+	backend := app.store()
+	src := storeSource{s: backend, orgDomain: cfg.OrganizationDomain}
+	if _, err := src.Revision(ctx); err != nil {
+		return fmt.Errorf("read the store %s: %w", backend, err)
+	}
+	runCtx, leaveOrg := context.WithCancel(ctx)
+	defer leaveOrg()
+	m, org, err := prepareOrganization(runCtx, cfg, backend, opts.ServerFQDN, logger)
 	if err != nil {
+		return err
+	}
+	defer m.leave(logger)
+	opts.Organization = org
+	srv, err := transport.New(ctx, opts, src)
+	if err != nil {
+		return err
+	}
+	if err := m.register(runCtx, backend, logger); err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", cfg.ReceiveListen)
@@ -301,6 +317,15 @@ func transportOptions(cfg *Config, logger *slog.Logger) (transport.Options, erro
 type storeSource struct {
 	s         store.Store
 	orgDomain string
+}
+
+// Changes follows the store's watch (etcd); nil for a bbolt file, which
+// the transport polls.
+func (ss storeSource) Changes(ctx context.Context) <-chan struct{} {
+	if b, ok := ss.s.(store.Backend); ok {
+		return b.Watch(ctx)
+	}
+	return nil
 }
 
 func (ss storeSource) Revision(ctx context.Context) (uint64, error) {

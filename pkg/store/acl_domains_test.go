@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"os"
@@ -27,9 +28,10 @@ func readACL(t *testing.T, s Store, guid string) (permissions.ACL, error) {
 	return acl, err
 }
 
-func TestACLLivesWithItsConnector(t *testing.T) {
+func TestACLLivesWithItsConnector(t *testing.T) { forEachBackend(t, testACLLivesWithItsConnector) }
+
+func testACLLivesWithItsConnector(t *testing.T, s Backend) {
 	ctx := context.Background()
-	s := tempStore(t)
 	c := create(t, s, newTestConnector(t, "To Internet"))
 	acl, err := readACL(t, s, c.Guid)
 	if err != nil || !reflect.DeepEqual(acl, permissions.DefaultACL("CONTOSO")) {
@@ -73,21 +75,14 @@ func TestACLLivesWithItsConnector(t *testing.T) {
 	if !errors.Is(err, ErrNotFound) {
 		t.Errorf("PutACL on a deleted connector: %v", err)
 	}
-	db, err := bolt.Open(s.Path(), 0o600, &bolt.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
+	if v := rawGet(t, s, bucketACLs, []byte(c.Guid)); v != nil {
+		t.Errorf("acls/%s left behind: %s", c.Guid, v)
 	}
-	defer db.Close()
-	_ = db.View(func(btx *bolt.Tx) error {
-		if v := btx.Bucket(bucketACLs).Get([]byte(c.Guid)); v != nil {
-			t.Errorf("acls/%s left behind: %s", c.Guid, v)
-		}
-		return nil
-	})
 }
 
-func TestEmptiedACLStaysAList(t *testing.T) {
-	s := tempStore(t)
+func TestEmptiedACLStaysAList(t *testing.T) { forEachBackend(t, testEmptiedACLStaysAList) }
+
+func testEmptiedACLStaysAList(t *testing.T, s Backend) {
 	c := create(t, s, newTestConnector(t, "Bare"))
 	if err := s.Update(context.Background(), func(tx Tx) error { return tx.PutACL(c.Guid, nil) }); err != nil {
 		t.Fatal(err)
@@ -116,9 +111,10 @@ func newDomain(t *testing.T, name, domain, typ string) connector.AcceptedDomain 
 	return d
 }
 
-func TestAcceptedDomains(t *testing.T) {
+func TestAcceptedDomains(t *testing.T) { forEachBackend(t, testAcceptedDomains) }
+
+func testAcceptedDomains(t *testing.T, s Backend) {
 	ctx := context.Background()
-	s := tempStore(t)
 	add := func(d connector.AcceptedDomain) (connector.AcceptedDomain, error) {
 		err := s.Update(ctx, func(tx Tx) error { return tx.CreateAcceptedDomain(&d) })
 		return d, err
@@ -185,11 +181,41 @@ func TestAcceptedDomains(t *testing.T) {
 // testdata/schema1.db was written by the first released schema: connectors
 // "To Internet" and "To Fabrikam.com" (with a BasicAuth credential), no
 // access lists, no accepted domains. Opening it must migrate it in place.
+// On etcd, its keys are loaded under a prefix as they are.
 func TestMigrateSchema1(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sendconn.db")
-	copyFile(t, "testdata/schema1.db", path)
-	s := OpenBolt(path, Options{OrganizationDomain: "CONTOSO"})
+	t.Run("bbolt", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "sendconn.db")
+		copyFile(t, "testdata/schema1.db", path)
+		testMigrateSchema1(t, OpenBolt(path, Options{OrganizationDomain: "CONTOSO"}))
+	})
+	t.Run("etcd", func(t *testing.T) {
+		s := tempEtcd(t, Options{OrganizationDomain: "CONTOSO"})
+		loadBoltFile(t, "testdata/schema1.db", s)
+		testMigrateSchema1(t, s)
+	})
+}
+
+// loadBoltFile puts every key of a bbolt file's buckets into an etcd store.
+func loadBoltFile(t *testing.T, path string, s Backend) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_ = db.View(func(btx *bolt.Tx) error {
+		return btx.ForEach(func(bucket []byte, b *bolt.Bucket) error {
+			return b.ForEach(func(k, v []byte) error {
+				rawPut(t, s, bucket, k, v)
+				return nil
+			})
+		})
+	})
+}
+
+func testMigrateSchema1(t *testing.T, s Backend) {
 	ctx := context.Background()
+	revBefore := rawGet(t, s, bucketMeta, keyRevision)
 	var guids []string
 	err := s.View(ctx, func(tx Tx) error {
 		list, err := tx.Connectors()
@@ -225,17 +251,12 @@ func TestMigrateSchema1(t *testing.T) {
 	if len(guids) != 2 {
 		t.Fatalf("connectors after migration: %v", guids)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
+	if v := rawGet(t, s, bucketMeta, keySchema); binary.BigEndian.Uint32(v) != currentSchema {
+		t.Errorf("schema after migration = %x, want %d", v, currentSchema)
 	}
-	defer db.Close()
-	_ = db.View(func(btx *bolt.Tx) error {
-		if v, _ := schemaVersion(btx); v != currentSchema {
-			t.Errorf("schema after migration = %d, want %d", v, currentSchema)
-		}
-		return nil
-	})
+	if rev := rawGet(t, s, bucketMeta, keyRevision); !bytes.Equal(rev, revBefore) {
+		t.Errorf("revision %x → %x: a migration is not a configuration change", revBefore, rev)
+	}
 }
 
 func copyFile(t *testing.T, from, to string) {
@@ -257,27 +278,24 @@ func copyFile(t *testing.T, from, to string) {
 	}
 }
 
-// An Update that writes nothing must leave the file as it was, byte for
-// byte: "nothing changed" in the CLI is a promise about the file.
+// An Update that writes nothing must leave the store as it was, byte for
+// byte: "nothing changed" in the CLI is a promise about the file (and,
+// on etcd, about every key's ModRevision).
 func TestUpdateWithoutChangesLeavesFileAlone(t *testing.T) {
-	s := tempStore(t)
+	forEachBackend(t, testUpdateWithoutChangesLeavesFileAlone)
+}
+
+func testUpdateWithoutChangesLeavesFileAlone(t *testing.T, s Backend) {
 	c := create(t, s, newTestConnector(t, "Quiet"))
-	before, err := os.ReadFile(s.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = s.Update(context.Background(), func(tx Tx) error {
+	before := rawDump(t, s)
+	err := s.Update(context.Background(), func(tx Tx) error {
 		_, err := tx.ACL(c.Guid)
 		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	after, err := os.ReadFile(s.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(before, after) {
-		t.Error("a read-only Update rewrote the store file")
+	if after := rawDump(t, s); before != after {
+		t.Error("a read-only Update rewrote the store")
 	}
 }

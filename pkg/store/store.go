@@ -1,15 +1,30 @@
 // Package store keeps sendconn's configuration: Send connectors, their
-// credentials and access lists, and the organization's accepted domains.
+// credentials and access lists, and the organization's accepted domains;
+// and, beside it, the registry of the organization's servers.
 //
-// The rest of sendconn sees the small Store and Tx interfaces below; Bolt is
-// the embedded implementation on a bbolt file. A second backend (a shared
-// store for several servers) implements the same interfaces.
+// The rest of sendconn sees the small Store and Tx interfaces below. Open
+// turns a spec into a Backend, which adds the server Registry, Watch and
+// Close to a Store:
+//
+//   - a file path or bbolt:///path: Bolt, an embedded bbolt file, for a
+//     single server (OpenBolt opens one directly);
+//   - etcd://host:port[,host:port]/prefix, or etcds:// for TLS: a store
+//     shared by several servers on an etcd cluster (v3.4 or later), with
+//     TLS and login settings in Options.Etcd, never in the spec.
+//
+// Both keep the same buckets, keys and bytes (tx.go), written by one piece
+// of object logic, so Copy moves a configuration between them exactly.
 //
 // Every Update is one transaction: a command's reads and writes see one
 // consistent state and commit together, and concurrent writers are
 // serialised, so no update is lost. An Update function may be run more than
-// once by backends that retry on conflict, so it must not have side effects
-// outside the transaction.
+// once by backends that retry on conflict (etcd does), so it must not have
+// side effects outside the transaction. An Update that changes nothing
+// writes nothing.
+//
+// Errors match the sentinels below with errors.Is: ErrBusy when a bbolt
+// file stays locked past Options.LockTimeout (or etcd writers keep
+// colliding), ErrUnavailable when etcd does not answer within it.
 package store
 
 import (
@@ -28,6 +43,9 @@ var (
 	ErrBusy        = errors.New("store is busy")
 	ErrNewerSchema = errors.New("store was written by a newer sendconn")
 	ErrReadOnly    = errors.New("store transaction is read-only")
+	// ErrUnavailable: a shared store (etcd) did not answer within
+	// Options.LockTimeout, or has no leader. The command can be retried.
+	ErrUnavailable = errors.New("store is unavailable")
 )
 
 // Store is what the CLI and the transport need from configuration storage.

@@ -161,7 +161,9 @@ func (v *peerView) byNameSorted() []organization.Peer {
 	for _, p := range v.byName {
 		out = append(out, p)
 	}
-	slices.SortFunc(out, func(a, b organization.Peer) int { return strings.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name)) })
+	slices.SortFunc(out, func(a, b organization.Peer) int {
+		return strings.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name))
+	})
 	return out
 }
 

@@ -101,8 +101,8 @@ type Options struct {
 	Tracking *tracking.Log
 	// Organization, when set, makes this server one of several.
 	Organization *Organization
-	Logger   *slog.Logger
-	Now      func() time.Time
+	Logger       *slog.Logger
+	Now          func() time.Time
 }
 
 // Server is a running transport.
@@ -117,7 +117,7 @@ type Server struct {
 	orgReceiver *receive.Server
 	config      atomic.Pointer[routingConfig]
 	spread      atomic.Uint32 // rotates among equally near servers
-	retry     atomic.Pointer[Retry]
+	retry       atomic.Pointer[Retry]
 
 	wake     chan struct{}
 	mu       sync.Mutex

@@ -51,8 +51,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sendconn/sendconn/pkg/permissions"
-	"github.com/sendconn/sendconn/pkg/transport/organization"
 	msgheader "github.com/sendconn/sendconn/pkg/transport/internal/header"
+	"github.com/sendconn/sendconn/pkg/transport/organization"
 )
 
 // Spool stores a message durably. It returns only when the message is on
@@ -109,8 +109,8 @@ type Config struct {
 	// MaxHopCount bounds the Received: fields of a message; 0 means 60,
 	// Exchange's default for a Receive connector.
 	MaxHopCount int
-	Logger         *slog.Logger
-	Now            func() time.Time
+	Logger      *slog.Logger
+	Now         func() time.Time
 }
 
 // Server receives mail. Create it with New, start it with Serve.

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// etcdServerMain is the etcdserver script command: etcdserver DATADIR
+// READYFILE runs an etcd on free 127.0.0.1 ports (the same ones again when
+// DATADIR was used before) until SIGINT/SIGTERM and writes its client
+// address to READYFILE once it serves. It is etcd
+// embedded in the test binary, or, when SENDCONN_TEST_ETCD names an etcd
+// binary (Debian's etcd-server in CI), that binary.
+func etcdServerMain() {
+	dir, ready := os.Args[1], os.Args[2]
+	// A restart on the same data directory keeps the ports: the member's
+	// peer address is part of its data, and the servers know the client
+	// address.
+	var client, peer string
+	portsFile := filepath.Join(dir, "ports")
+	if b, err := os.ReadFile(portsFile); err == nil {
+		fmt.Sscan(string(b), &client, &peer)
+	} else {
+		client = fmt.Sprintf("127.0.0.1:%d", freeTCPPort())
+		peer = fmt.Sprintf("127.0.0.1:%d", freeTCPPort())
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			fatal(err)
+		}
+		if err := os.WriteFile(portsFile, []byte(client+" "+peer+"\n"), 0o600); err != nil {
+			fatal(err)
+		}
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	if bin := os.Getenv("SENDCONN_TEST_ETCD"); bin != "" {
+		cmd := exec.Command(bin, "--name", "test", "--data-dir", dir,
+			"--listen-client-urls", "http://"+client, "--advertise-client-urls", "http://"+client,
+			"--listen-peer-urls", "http://"+peer, "--initial-advertise-peer-urls", "http://"+peer,
+			"--initial-cluster", "test=http://"+peer, "--log-level", "error")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Start(); err != nil {
+			fatal(err)
+		}
+		// Ready when the client port answers.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			c, err := net.DialTimeout("tcp", client, time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				_ = cmd.Process.Kill()
+				fatal(fmt.Errorf("%s did not listen on %s within 30s", bin, client))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err := writeAtomic(ready, client); err != nil {
+			fatal(err)
+		}
+		<-sig
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		os.Exit(0)
+	}
+	cfg := embed.NewConfig()
+	cfg.Name, cfg.Dir = "test", dir
+	curl, purl := url.URL{Scheme: "http", Host: client}, url.URL{Scheme: "http", Host: peer}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{curl}, []url.URL{curl}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{purl}, []url.URL{purl}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.Logger, cfg.LogLevel = "zap", "error"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		fatal(err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(30 * time.Second):
+		fatal(fmt.Errorf("embedded etcd did not become ready"))
+	}
+	if err := writeAtomic(ready, client); err != nil {
+		fatal(err)
+	}
+	<-sig
+	e.Close()
+	os.Exit(0)
+}
+
+func freeTCPPort() int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// cmdGenOrg is genorg DIR NAME...: an organization CA (DIR/ca.pem) and,
+// per NAME, a certificate valid for it for server and client
+// authentication (DIR/NAME.pem, DIR/NAME.key), as organization.* wants.
+func cmdGenOrg(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: genorg DIR NAME...")
+	}
+	dir := ts.MkAbs(args[0])
+	ts.Check(os.MkdirAll(dir, 0o755))
+	now := time.Now()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ts.Check(err)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sendconn test organization CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	ts.Check(err)
+	ca, err := x509.ParseCertificate(caDER)
+	ts.Check(err)
+	write := func(name, typ string, b []byte) {
+		ts.Check(os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600))
+	}
+	write("ca.pem", "CERTIFICATE", caDER)
+	for i, name := range args[1:] {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		ts.Check(err)
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(int64(i + 2)), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+			KeyUsage:    x509.KeyUsageDigitalSignature,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		ts.Check(err)
+		keyDER, err := x509.MarshalECPrivateKey(key)
+		ts.Check(err)
+		write(name+".pem", "CERTIFICATE", der)
+		write(name+".key", "EC PRIVATE KEY", keyDER)
+	}
+}
