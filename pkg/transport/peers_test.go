@@ -260,3 +260,42 @@ func TestOutsiderCannotUseTheOrganizationListener(t *testing.T) {
 		}
 	}
 }
+
+func TestSourceServersNearestFirstAndShared(t *testing.T) {
+	peers := []organization.Peer{
+		{Name: "A", Site: "site1", Hub: true, Address: "a:1", Up: true},
+		{Name: "B", Site: "site2", Hub: true, Address: "b:1", Up: true},
+		{Name: "C", Site: "site1", Hub: true, Address: "c:1", Up: true},
+		{Name: "D", Site: "site1", Hub: true, Address: "d:1", Up: false},
+		{Name: "E", Site: "site2", Hub: true, Address: "e:1", Up: true},
+		{Name: "F", Site: "site1", Frontend: true, Address: "f:1", Up: true},
+		{Name: "G", Site: "site1", Hub: true, Up: true}, // no organization listener
+	}
+	cfg := &routingConfig{org: &Organization{}, peers: newPeerView(1, peers), self: "A", site: "site1"}
+	names := func(ps []organization.Peer) string {
+		var out []string
+		for _, p := range ps {
+			out = append(out, p.Name)
+		}
+		return strings.Join(out, ",")
+	}
+	all := []string{"A", "B", "C", "D", "E", "F", "G", "H"}
+	// This server, down, non-hub, unreachable and unknown servers are
+	// never chosen; this site's come first.
+	if got := names(cfg.sourceServers(all, 0)); got != "C,B,E" {
+		t.Errorf("spread 0: %s, want C,B,E", got)
+	}
+	// Equals take turns; the site order stays.
+	if got := names(cfg.sourceServers(all, 1)); got != "C,E,B" {
+		t.Errorf("spread 1: %s, want C,E,B", got)
+	}
+	if got := names(cfg.sourceServers([]string{"D", "H"}, 0)); got != "" {
+		t.Errorf("down and unknown servers chosen: %s", got)
+	}
+	if got := cfg.describe([]string{"D", "G", "H", "B"}); got != "D: down, G: no organization listener, H: unknown, B: up" {
+		t.Errorf("describe: %s", got)
+	}
+	if got := names(cfg.frontends(0)); got != "F" {
+		t.Errorf("frontends of site1: %s, want F", got)
+	}
+}
