@@ -58,8 +58,14 @@ one delay notice.
 The queue and message commands (Get-Queue, Get-Message, ...) talk to it over
 admin.socket, a Unix socket only its own user can use.
 
+serve registers itself in the store's server registry ('sendconn server
+get'). With several servers on one etcd store and organization.listen set,
+it relays mail for connectors it is not a source server of to one that is,
+accepts such mail from the other servers over mutual TLS, and serves as a
+frontend for FrontendProxyEnabled connectors (docs/multi-server.md).
+
 Changes made with new, set, remove and permission reach the running
-transport within 2 seconds. SIGHUP re-reads the store at once, and the
+transport within 2 seconds (at once with etcd, which is watched). SIGHUP re-reads the store at once, and the
 configuration file's log level and retry schedule. SIGTERM (or
 Ctrl-C) stops accepting, lets deliveries in flight finish within
 transport.shutdown-timeout and exits 0; the queue is picked up by the next
@@ -201,11 +207,14 @@ func reloadConfig(app *App, cmd *cobra.Command, running *Config, srv *transport.
 	})
 	var restart []string
 	for key, changed := range map[string]bool{
-		"receive.*":     fmt.Sprint(next.ReceiveListen, next.ReceiveRemoteIPRanges, next.ReceiveUsers, next.ReceiveTLSCert, next.ReceiveTLSKey, next.ReceiveMaxMessageSize, next.ReceiveMaxRecipients, next.ReceiveMaxConnections) != fmt.Sprint(running.ReceiveListen, running.ReceiveRemoteIPRanges, running.ReceiveUsers, running.ReceiveTLSCert, running.ReceiveTLSKey, running.ReceiveMaxMessageSize, running.ReceiveMaxRecipients, running.ReceiveMaxConnections),
-		"queue.dir":     next.QueueDir != running.QueueDir,
-		"store":         next.Store != running.Store,
-		"tls.*":         fmt.Sprint(next.TLSCAFile, next.TLSCertificates) != fmt.Sprint(running.TLSCAFile, running.TLSCertificates),
-		"server.*":      fmt.Sprint(next.ServerName, next.ServerFQDN, next.ServerSite) != fmt.Sprint(running.ServerName, running.ServerFQDN, running.ServerSite),
+		"receive.*": fmt.Sprint(next.ReceiveListen, next.ReceiveRemoteIPRanges, next.ReceiveUsers, next.ReceiveTLSCert, next.ReceiveTLSKey, next.ReceiveMaxMessageSize, next.ReceiveMaxRecipients, next.ReceiveMaxConnections) != fmt.Sprint(running.ReceiveListen, running.ReceiveRemoteIPRanges, running.ReceiveUsers, running.ReceiveTLSCert, running.ReceiveTLSKey, running.ReceiveMaxMessageSize, running.ReceiveMaxRecipients, running.ReceiveMaxConnections),
+		"queue.dir": next.QueueDir != running.QueueDir,
+		"store":     next.Store != running.Store,
+		"tls.*":     fmt.Sprint(next.TLSCAFile, next.TLSCertificates) != fmt.Sprint(running.TLSCAFile, running.TLSCertificates),
+		"server.*":  fmt.Sprint(next.ServerName, next.ServerFQDN, next.ServerSite, next.ServerRoles) != fmt.Sprint(running.ServerName, running.ServerFQDN, running.ServerSite, running.ServerRoles),
+		"organization.*": fmt.Sprint(next.OrganizationDomain, next.OrganizationListen, next.OrganizationAddress, next.OrganizationCAFile, next.OrganizationCert, next.OrganizationKey) !=
+			fmt.Sprint(running.OrganizationDomain, running.OrganizationListen, running.OrganizationAddress, running.OrganizationCAFile, running.OrganizationCert, running.OrganizationKey),
+		"etcd.*":        fmt.Sprint(next.EtcdCAFile, next.EtcdCert, next.EtcdKey, next.EtcdUsername, next.EtcdPasswordFile) != fmt.Sprint(running.EtcdCAFile, running.EtcdCert, running.EtcdKey, running.EtcdUsername, running.EtcdPasswordFile),
 		"admin.socket":  next.AdminSocket != running.AdminSocket,
 		"dns.*":         fmt.Sprint(next.DNSInternalServers, next.DNSExternalServers) != fmt.Sprint(running.DNSInternalServers, running.DNSExternalServers),
 		"transport.max": next.MaxOutboundConnections != running.MaxOutboundConnections || next.MaxPerDomainOutboundConnections != running.MaxPerDomainOutboundConnections,

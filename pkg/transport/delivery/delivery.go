@@ -572,19 +572,7 @@ func (d *Deliverer) connectObserved(ctx context.Context, hop Hop, h nextHop, obs
 		return nil, &hostError{reply: asReply(err)}
 	}
 	obs.banner = client.Greeting()
-	if plog != nil {
-		plog.Received("220 " + client.Greeting())
-		client.Transcript = func(dir byte, line string) {
-			switch {
-			case dir == '<':
-				plog.Received(line)
-			case line == smtpclient.Redacted:
-				plog.SentAuth()
-			default:
-				plog.Sent(line)
-			}
-		}
-	}
+	logTranscript(client, plog)
 	fail := func(reply string) (*session, error) {
 		_ = client.Quit()
 		plog.Info(reply, "Session failed")
@@ -718,12 +706,32 @@ func (d *Deliverer) connectOrganization(ctx context.Context, hop Hop, h nextHop,
 		plog.Disconnected("Local")
 		return nil, &hostError{reply: asReply(err)}
 	}
+	logTranscript(client, plog)
 	if err := client.Hello(d.cfg.ServerFQDN, false); err != nil {
 		_ = client.Quit()
 		plog.Disconnected("Local")
 		return nil, &hostError{reply: asReply(err)}
 	}
 	return &session{c: client, host: h.name, principal: d.cfg.OrganizationPrincipal, org: true, plog: plog}, nil
+}
+
+// logTranscript writes the session to the protocol log, when the
+// connector logs Verbose, with the AUTH exchange redacted.
+func logTranscript(client *smtpclient.Client, plog *protocollog.Session) {
+	if plog == nil {
+		return
+	}
+	plog.Received("220 " + client.Greeting())
+	client.Transcript = func(dir byte, line string) {
+		switch {
+		case dir == '<':
+			plog.Received(line)
+		case line == smtpclient.Redacted:
+			plog.SentAuth()
+		default:
+			plog.Sent(line)
+		}
+	}
 }
 
 func (d *Deliverer) dial(ctx context.Context, local netip.Addr, addr string) (net.Conn, error) {
