@@ -15,7 +15,10 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -81,6 +84,21 @@ func etcdServerMain() {
 		_ = cmd.Wait()
 		os.Exit(0)
 	}
+	e, err := startEmbeddedEtcd(dir, client, peer)
+	if err != nil {
+		fatal(err)
+	}
+	if err := writeAtomic(ready, client); err != nil {
+		fatal(err)
+	}
+	<-sig
+	e.Close()
+	os.Exit(0)
+}
+
+// startEmbeddedEtcd runs a one-member etcd on the given 127.0.0.1
+// addresses and returns once it serves.
+func startEmbeddedEtcd(dir, client, peer string) (*embed.Etcd, error) {
 	cfg := embed.NewConfig()
 	cfg.Name, cfg.Dir = "test", dir
 	curl, purl := url.URL{Scheme: "http", Host: client}, url.URL{Scheme: "http", Host: peer}
@@ -91,19 +109,56 @@ func etcdServerMain() {
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
-		fatal(err)
+		return nil, err
 	}
 	select {
 	case <-e.Server.ReadyNotify():
+		return e, nil
 	case <-time.After(30 * time.Second):
-		fatal(fmt.Errorf("embedded etcd did not become ready"))
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd did not become ready")
 	}
-	if err := writeAtomic(ready, client); err != nil {
-		fatal(err)
+}
+
+// bboltOnlyScripts test what only a store file has: its lock, its file
+// mode, its path in messages.
+var bboltOnlyScripts = map[string]bool{"store_busy": true, "multi_server": true}
+
+// TestScriptsOnEtcd runs the scripts again with the store on etcd (an
+// etcd embedded in this test process, each script under its own prefix):
+// every command must behave the same on both stores.
+func TestScriptsOnEtcd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
 	}
-	<-sig
-	e.Close()
-	os.Exit(0)
+	client := fmt.Sprintf("127.0.0.1:%d", freeTCPPort())
+	e, err := startEmbeddedEtcd(t.TempDir(), client, fmt.Sprintf("127.0.0.1:%d", freeTCPPort()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	var files []string
+	names, err := filepath.Glob("testdata/script/*.txtar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range names {
+		if !bboltOnlyScripts[strings.TrimSuffix(filepath.Base(f), ".txtar")] {
+			files = append(files, f)
+		}
+	}
+	p := scriptParams("", files...)
+	p.Condition = storeCondition(true)
+	setup := p.Setup
+	var seq atomic.Int64
+	p.Setup = func(env *testscript.Env) error {
+		if err := setup(env); err != nil {
+			return err
+		}
+		env.Setenv("SENDCONN_STORE", fmt.Sprintf("etcd://%s/script%d", client, seq.Add(1)))
+		return nil
+	}
+	testscript.Run(t, p)
 }
 
 func freeTCPPort() int {

@@ -81,9 +81,84 @@ func scriptParams(dir string, files ...string) testscript.Params {
 			"waitconfig": cmdWaitConfig,
 			"gencert":    cmdGenCert,
 			"genorg":     cmdGenOrg,
+			"storestate": cmdStoreState,
 		},
+		Condition: storeCondition(false),
 	}
 }
+
+// storeCondition answers [etcd]: whether the scripts run on etcd.
+func storeCondition(etcd bool) func(string) (bool, error) {
+	return func(cond string) (bool, error) {
+		if cond == "etcd" {
+			return etcd, nil
+		}
+		return false, fmt.Errorf("unknown condition %q", cond)
+	}
+}
+
+// storestate save FILE | same FILE: record the store's state in FILE, or
+// check that it is still the state recorded there. For a bbolt store the
+// state is the file's bytes (so "same" means nothing wrote to it at all);
+// for etcd it is the revision with every connector (credential included),
+// access list and accepted domain.
+func cmdStoreState(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 || (args[0] != "save" && args[0] != "same") || (neg && args[0] == "save") {
+		ts.Fatalf("usage: storestate save|same FILE")
+	}
+	spec := ts.Getenv("SENDCONN_STORE")
+	var state []byte
+	if strings.HasPrefix(spec, "etcd") {
+		b, err := store.Open(spec, store.Options{})
+		ts.Check(err)
+		defer b.Close()
+		ts.Check(b.View(context.Background(), func(tx store.Tx) error {
+			fmt.Fprintf(&buf{&state}, "revision %d\n", tx.Revision())
+			conns, err := tx.Connectors()
+			if err != nil {
+				return err
+			}
+			for _, c := range conns {
+				acl, err := tx.ACL(c.Guid)
+				if err != nil {
+					return err
+				}
+				pw := ""
+				if c.AuthenticationCredential != nil {
+					pw = c.AuthenticationCredential.Password.Reveal()
+				}
+				fmt.Fprintf(&buf{&state}, "%+v %q %+v\n", c, pw, acl)
+			}
+			domains, err := tx.AcceptedDomains()
+			fmt.Fprintf(&buf{&state}, "%+v\n", domains)
+			return err
+		}))
+	} else {
+		var err error
+		if state, err = os.ReadFile(spec); os.IsNotExist(err) {
+			state, err = []byte("absent"), nil
+		}
+		ts.Check(err)
+	}
+	file := ts.MkAbs(args[1])
+	if args[0] == "save" {
+		ts.Check(os.WriteFile(file, state, 0o600))
+		return
+	}
+	saved, err := os.ReadFile(file)
+	ts.Check(err)
+	if same := string(saved) == string(state); same == neg {
+		if neg {
+			ts.Fatalf("the store is still as recorded in %s", args[1])
+		}
+		ts.Fatalf("the store changed since %s was recorded", args[1])
+	}
+}
+
+// buf appends to a byte slice.
+type buf struct{ b *[]byte }
+
+func (w *buf) Write(p []byte) (int, error) { *w.b = append(*w.b, p...); return len(p), nil }
 
 // waitfile FILE: wait (bounded) until FILE exists — the way scripts wait for
 // a background process, never with sleep.
