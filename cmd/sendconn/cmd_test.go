@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // testApp returns an App on buffers with a store in a temporary directory.
@@ -194,6 +196,26 @@ func TestExampleConfigLoads(t *testing.T) {
 		leaf := k.name[strings.LastIndex(k.name, ".")+1:]
 		if !strings.Contains(string(text), leaf+":") {
 			t.Errorf("docs/sendconn.example.yaml does not mention %s", k.name)
+		}
+	}
+}
+
+func TestHashPassword(t *testing.T) {
+	app, out, _ := testApp(t, "correct horse\n", nil)
+	if code := runApp(t, app, "hash-password"); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	hash := strings.TrimSpace(out.String())
+	if err := bcrypt.CompareHashAndPassword([]byte(hash), []byte("correct horse")); err != nil {
+		t.Errorf("the hash %q does not match the password: %v", hash, err)
+	}
+	if strings.Contains(out.String(), "horse") {
+		t.Error("the password was printed")
+	}
+	for _, bad := range []string{"", "\n", strings.Repeat("x", 73) + "\n"} {
+		app, _, errOut := testApp(t, bad, nil)
+		if code := runApp(t, app, "hash-password"); code != exitUsage {
+			t.Errorf("%q: exit %d, want %d (%s)", bad, code, exitUsage, errOut)
 		}
 	}
 }

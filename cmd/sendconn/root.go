@@ -109,7 +109,7 @@ the Exchange Management Shell (-DNSRoutingEnabled '$false').`,
 		newQueueCmd(app), newMessageCmd(app),
 		newRouteCmd(app),
 		newTestConnectorCmd(app), newTrackingCmd(app),
-		newServerCmd(app), newStoreCmd(app),
+		newServerCmd(app), newStoreCmd(app), newHashPasswordCmd(app),
 		newExecCmd(app), newExportCmd(app),
 		newVersionCmd(app), newGenDocsCmd(app),
 	)
