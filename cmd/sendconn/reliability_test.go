@@ -54,6 +54,7 @@ var relFastRetry = []string{
 	"SENDCONN_TRANSPORT_TRANSIENT_FAILURE_RETRY_INTERVAL=1s",
 	"SENDCONN_TRANSPORT_TRANSIENT_FAILURE_RETRY_COUNT=1000",
 	"SENDCONN_TRANSPORT_MESSAGE_RETRY_INTERVAL=2s",
+	"SENDCONN_TRANSPORT_OUTBOUND_CONNECTION_FAILURE_RETRY_INTERVAL=2s",
 }
 
 func relEnvInt(t *testing.T, name string, def int) int {
@@ -532,6 +533,7 @@ func TestReliabilityLoad(t *testing.T) {
 	srv := newRelServe(t, t.TempDir(), sink.port, []string{
 		"SENDCONN_TRANSPORT_TRANSIENT_FAILURE_RETRY_COUNT=0",
 		"SENDCONN_TRANSPORT_MESSAGE_RETRY_INTERVAL=" + retryAfter.String(),
+		"SENDCONN_TRANSPORT_OUTBOUND_CONNECTION_FAILURE_RETRY_INTERVAL=" + retryAfter.String(),
 	})
 	srv.start()
 	pid := srv.cmd.Process.Pid

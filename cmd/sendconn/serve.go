@@ -199,11 +199,12 @@ func reloadConfig(app *App, cmd *cobra.Command, running *Config, srv *transport.
 	}
 	_ = level.UnmarshalText([]byte(next.LogLevel))
 	srv.SetRetry(transport.Retry{
-		TransientFailureRetryCount:    next.TransientFailureRetryCount,
-		TransientFailureRetryInterval: next.TransientFailureRetryInterval,
-		MessageRetryInterval:          next.MessageRetryInterval,
-		MessageExpirationTimeout:      next.MessageExpirationTimeout,
-		DelayNotificationTimeout:      next.DelayNotificationTimeout,
+		TransientFailureRetryCount:             next.TransientFailureRetryCount,
+		TransientFailureRetryInterval:          next.TransientFailureRetryInterval,
+		MessageRetryInterval:                   next.MessageRetryInterval,
+		OutboundConnectionFailureRetryInterval: next.OutboundConnectionFailureRetryInterval,
+		MessageExpirationTimeout:               next.MessageExpirationTimeout,
+		DelayNotificationTimeout:               next.DelayNotificationTimeout,
 	})
 	var restart []string
 	for key, changed := range map[string]bool{
@@ -308,11 +309,12 @@ func transportOptions(cfg *Config, logger *slog.Logger) (transport.Options, erro
 		Receive:    rc,
 		Delivery:   dc,
 		Retry: transport.Retry{
-			TransientFailureRetryCount:    cfg.TransientFailureRetryCount,
-			TransientFailureRetryInterval: cfg.TransientFailureRetryInterval,
-			MessageRetryInterval:          cfg.MessageRetryInterval,
-			MessageExpirationTimeout:      cfg.MessageExpirationTimeout,
-			DelayNotificationTimeout:      cfg.DelayNotificationTimeout,
+			TransientFailureRetryCount:             cfg.TransientFailureRetryCount,
+			TransientFailureRetryInterval:          cfg.TransientFailureRetryInterval,
+			MessageRetryInterval:                   cfg.MessageRetryInterval,
+			OutboundConnectionFailureRetryInterval: cfg.OutboundConnectionFailureRetryInterval,
+			MessageExpirationTimeout:               cfg.MessageExpirationTimeout,
+			DelayNotificationTimeout:               cfg.DelayNotificationTimeout,
 		},
 		MaxOutboundConnections:     cfg.MaxOutboundConnections,
 		MaxPerConnectorConnections: cfg.MaxPerDomainOutboundConnections,

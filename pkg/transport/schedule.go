@@ -271,7 +271,7 @@ func (s *Server) attempt(ctx context.Context, m *queue.Message, now time.Time) (
 			s.track(m, tracking.Event{EventID: "DEFER", Source: "ROUTING", Recipients: []string{r.Address}, RecipientStatus: []string{routing.NoMatchingConnector}})
 		}
 		r.Queue = unreachableQueue
-		s.retryLater(r, routing.NoMatchingConnector, now)
+		s.retryLater(r, routing.NoMatchingConnector, now, false)
 		s.log.Info("recipient unreachable", "queue_id", m.ID, "rcpt", r.Address, "reason", routing.NoMatchingConnector)
 	}
 
@@ -299,7 +299,7 @@ func (s *Server) attempt(ctx context.Context, m *queue.Message, now time.Time) (
 			// No server of the organization can take it now: wait, as
 			// for any next hop that cannot be reached.
 			for _, r := range rcpts {
-				s.retryLater(r, reason, now)
+				s.retryLater(r, reason, now, true)
 				s.metrics.recipientDeferred(conn.Name)
 			}
 			s.track(m, tracking.Event{EventID: "DEFER", Source: "ROUTING", ConnectorID: conn.Name, Recipients: g.Recipients, RecipientStatus: repeat(reason, len(g.Recipients))})
@@ -398,7 +398,8 @@ func (s *Server) recordResults(m *queue.Message, conn *connector.SendConnector, 
 			failed.add(r.Address, res.Reply)
 		default:
 			deferred.add(r.Address, res.Reply)
-			s.retryLater(r, res.Reply, now)
+			// No host in the result: none could be reached.
+			s.retryLater(r, res.Reply, now, res.Host == "")
 			s.metrics.recipientDeferred(conn.Name)
 			s.log.Info("delivery deferred", "queue_id", m.ID, "rcpt", r.Address, "connector", conn.Name,
 				"reply", res.Reply, "attempts", r.Attempts, "next_attempt", r.NextAttempt.Format(time.RFC3339))
@@ -407,12 +408,17 @@ func (s *Server) recordResults(m *queue.Message, conn *connector.SendConnector, 
 }
 
 // retryLater schedules the next attempt: TransientFailureRetryCount quick
-// retries, then MessageRetryInterval. Expiry is the scheduler's to decide.
-func (s *Server) retryLater(r *queue.Recipient, reply string, now time.Time) {
+// retries, then MessageRetryInterval, or OutboundConnectionFailureRetryInterval
+// when the failure was that no next hop could be reached (Exchange's
+// queue-level retry). Expiry is the scheduler's to decide.
+func (s *Server) retryLater(r *queue.Recipient, reply string, now time.Time, unreachableHop bool) {
 	rt := *s.retry.Load()
 	r.Attempts++
 	r.LastError = reply
 	wait := rt.MessageRetryInterval
+	if unreachableHop && rt.OutboundConnectionFailureRetryInterval > 0 {
+		wait = rt.OutboundConnectionFailureRetryInterval
+	}
 	if r.Attempts <= rt.TransientFailureRetryCount && rt.TransientFailureRetryInterval > 0 {
 		wait = rt.TransientFailureRetryInterval
 	}

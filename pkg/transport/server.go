@@ -68,7 +68,11 @@ type Retry struct {
 	TransientFailureRetryCount    int
 	TransientFailureRetryInterval time.Duration
 	MessageRetryInterval          time.Duration
-	MessageExpirationTimeout      time.Duration
+	// OutboundConnectionFailureRetryInterval replaces MessageRetryInterval
+	// once the quick retries are used up when no next hop could be
+	// reached at all; 0 means MessageRetryInterval.
+	OutboundConnectionFailureRetryInterval time.Duration
+	MessageExpirationTimeout               time.Duration
 	// DelayNotificationTimeout is how long a message waits before its
 	// sender gets the one delay notice; 0 sends none.
 	DelayNotificationTimeout time.Duration

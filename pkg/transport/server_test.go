@@ -364,3 +364,49 @@ func TestKillDuringLoadLosesNothingAcknowledged(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// Once the quick retries are used up, a next hop that cannot be reached
+// at all waits OutboundConnectionFailureRetryInterval (Exchange's queue
+// retry), while a next hop that answered with a temporary failure waits
+// MessageRetryInterval.
+func TestRetryIntervalsByKindOfFailure(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	busy := testsmtp.Start(t, testsmtp.Options{Rcpt: func(string) error {
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "try later"}
+	}})
+	src := &memSource{}
+	src.set(smartHost(t, "Dead", "dead.example", dead), smartHost(t, "Busy", "busy.example", busy.Port()))
+	opts := testOptions(t.TempDir())
+	opts.Retry.TransientFailureRetryCount = 0
+	opts.Retry.MessageRetryInterval = time.Hour
+	opts.Retry.OutboundConnectionFailureRetryInterval = 10 * time.Minute
+	r := startServer(t, opts, src)
+	if err := submit(r.addr, "a@dead.example", "b@busy.example"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both queues in Retry", 10*time.Second, func() bool {
+		qs, _ := r.srv.Queues("")
+		n := 0
+		for _, q := range qs {
+			if q.Status == StatusRetry {
+				n++
+			}
+		}
+		return n == 2
+	})
+	qs, _ := r.srv.Queues("")
+	for _, q := range qs {
+		want := 10 * time.Minute
+		if q.NextHopConnector == "Busy" {
+			want = time.Hour
+		}
+		if got := time.Until(q.NextRetryTime); got < want-time.Minute || got > want {
+			t.Errorf("%s (%s): next retry in %v, want about %v", q.NextHopConnector, q.LastError, got.Round(time.Second), want)
+		}
+	}
+}
