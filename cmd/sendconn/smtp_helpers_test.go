@@ -187,44 +187,69 @@ func cmdGenCert(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) < 2 {
 		ts.Fatalf("usage: gencert DIR NAME...")
 	}
-	dir := ts.MkAbs(args[0])
-	ts.Check(os.MkdirAll(dir, 0o755))
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	pki := newScriptPKI(ts, args[0], "sendconn test CA")
+	pki.issue("cert.pem", "key.pem", args[1:], x509.ExtKeyUsageServerAuth)
+}
+
+// scriptPKI is a test CA writing PEM files into a script's directory.
+type scriptPKI struct {
+	ts     *testscript.TestScript
+	dir    string
+	ca     *x509.Certificate
+	key    *ecdsa.PrivateKey
+	serial int64
+}
+
+// newScriptPKI makes a CA and writes it to DIR/ca.pem.
+func newScriptPKI(ts *testscript.TestScript, dir, name string) *scriptPKI {
+	p := &scriptPKI{ts: ts, dir: ts.MkAbs(dir), serial: 1}
+	ts.Check(os.MkdirAll(p.dir, 0o755))
+	var err error
+	p.key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	ts.Check(err)
 	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sendconn test CA"},
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
 	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &p.key.PublicKey, p.key)
 	ts.Check(err)
-	ca, err := x509.ParseCertificate(caDER)
+	p.ca, err = x509.ParseCertificate(der)
 	ts.Check(err)
+	p.write("ca.pem", "CERTIFICATE", der)
+	return p
+}
+
+// issue writes a certificate for names (DNS names or IP addresses; the
+// first is the common name) and its key.
+func (p *scriptPKI) issue(certFile, keyFile string, names []string, usage ...x509.ExtKeyUsage) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	ts.Check(err)
+	p.ts.Check(err)
+	p.serial++
+	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: args[1]},
+		SerialNumber: big.NewInt(p.serial), Subject: pkix.Name{CommonName: names[0]},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usage,
 	}
-	for _, n := range args[1:] {
+	for _, n := range names {
 		if ip := net.ParseIP(n); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
 		} else {
 			tmpl.DNSNames = append(tmpl.DNSNames, n)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	ts.Check(err)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.key)
+	p.ts.Check(err)
 	keyDER, err := x509.MarshalECPrivateKey(key)
-	ts.Check(err)
-	write := func(name, typ string, b []byte) {
-		ts.Check(os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600))
-	}
-	write("ca.pem", "CERTIFICATE", caDER)
-	write("cert.pem", "CERTIFICATE", der)
-	write("key.pem", "EC PRIVATE KEY", keyDER)
+	p.ts.Check(err)
+	p.write(certFile, "CERTIFICATE", der)
+	p.write(keyFile, "EC PRIVATE KEY", keyDER)
+}
+
+func (p *scriptPKI) write(name, typ string, der []byte) {
+	p.ts.Check(os.WriteFile(filepath.Join(p.dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
 }
 
 // envfile VAR FILE: set VAR to FILE's content, trimmed, so a script can use

@@ -93,18 +93,33 @@ func viaServers(t *testing.T, c connector.SendConnector, servers ...string) conn
 	return c
 }
 
-func TestRelayToTheConnectorsSourceServer(t *testing.T) {
+// viaB is the common organization of these tests: a sink, a connector
+// "Internet via B" to it whose only source server is B, and servers A
+// (site1) and B (site2). acl, when not nil, changes the connector's access
+// list first.
+func viaB(t *testing.T, acl func(permissions.ACL) permissions.ACL) (sink *testsmtp.Server, reg *registry, a *orgServer) {
+	t.Helper()
 	ca := testsmtp.NewCA(t)
-	sink := testsmtp.Start(t, testsmtp.Options{})
+	sink = testsmtp.Start(t, testsmtp.Options{})
 	src := &memSource{}
 	src.set(viaServers(t, smartHost(t, "Internet via B", "*", sink.Port()), "B"))
+	if acl != nil {
+		guid := src.snap.Connectors[0].Guid
+		src.snap.ACLs[guid] = acl(src.snap.ACLs[guid])
+	}
+	reg = &registry{}
+	a = startOrgServer(t, ca, reg, src, "A", "site1", true, true)
+	startOrgServer(t, ca, reg, src, "B", "site2", true, true)
+	return sink, reg, a
+}
+
+func TestRelayToTheConnectorsSourceServer(t *testing.T) {
 	// Anonymous may see the Organization headers, so the sink shows
 	// which of them survived the hop between A and B.
-	src.snap.ACLs[src.snap.Connectors[0].Guid] = append(src.snap.ACLs[src.snap.Connectors[0].Guid],
-		permissions.ACE{User: permissions.AnonymousLogon, AccessRights: permissions.ExtendedRight, ExtendedRights: permissions.RightsOf(permissions.SendHeadersOrganization)})
-	reg := &registry{}
-	a := startOrgServer(t, ca, reg, src, "A", "site1", true, true)
-	startOrgServer(t, ca, reg, src, "B", "site2", true, true)
+	sink, _, a := viaB(t, func(acl permissions.ACL) permissions.ACL {
+		return append(acl, permissions.ACE{User: permissions.AnonymousLogon, AccessRights: permissions.ExtendedRight,
+			ExtendedRights: permissions.RightsOf(permissions.SendHeadersOrganization)})
+	})
 
 	if err := submit(a.addr, "x@fabrikam.com"); err != nil {
 		t.Fatal(err)
@@ -129,13 +144,7 @@ func TestRelayToTheConnectorsSourceServer(t *testing.T) {
 }
 
 func TestOrganizationHeadersStrippedOnTheLastHopToAnAnonymousHost(t *testing.T) {
-	ca := testsmtp.NewCA(t)
-	sink := testsmtp.Start(t, testsmtp.Options{})
-	src := &memSource{}
-	src.set(viaServers(t, smartHost(t, "Internet via B", "*", sink.Port()), "B"))
-	reg := &registry{}
-	a := startOrgServer(t, ca, reg, src, "A", "site1", true, true)
-	startOrgServer(t, ca, reg, src, "B", "site2", true, true)
+	sink, _, a := viaB(t, nil)
 	if err := submit(a.addr, "x@fabrikam.com"); err != nil {
 		t.Fatal(err)
 	}
@@ -149,13 +158,7 @@ func TestOrganizationHeadersStrippedOnTheLastHopToAnAnonymousHost(t *testing.T) 
 }
 
 func TestSourceServerDownKeepsTheMailQueued(t *testing.T) {
-	ca := testsmtp.NewCA(t)
-	sink := testsmtp.Start(t, testsmtp.Options{})
-	src := &memSource{}
-	src.set(viaServers(t, smartHost(t, "Internet via B", "*", sink.Port()), "B"))
-	reg := &registry{}
-	a := startOrgServer(t, ca, reg, src, "A", "site1", true, true)
-	startOrgServer(t, ca, reg, src, "B", "site2", true, true)
+	sink, reg, a := viaB(t, nil)
 	reg.setUp("B", false)
 	waitFor(t, "A sees B down", 10*time.Second, func() bool {
 		p, _ := a.srv.config.Load().peers.get("B")
