@@ -267,10 +267,10 @@ func (s *relServe) stop() {
 
 // queueLeft lists what is left of messages in the queue directory (at
 // the top, as earlier versions kept them, or in the subdirectories):
-// envelopes, bodies, temporary envelopes, and anything in corrupt/.
+// messages, envelopes, bodies, temporary files, and anything in corrupt/.
 func (s *relServe) queueLeft() []string {
 	var left []string
-	for _, pat := range []string{"*.env", "*.body", "*.env.tmp", "?/*.env", "?/*.body", "?/*.env.tmp", "corrupt/*"} {
+	for _, pat := range []string{"*.env", "*.body", "*.env.tmp", "?/*.msg", "?/*.msg.tmp", "?/*.env", "?/*.body", "?/*.env.tmp", "corrupt/*"} {
 		m, _ := filepath.Glob(filepath.Join(s.queue, pat))
 		for _, f := range m {
 			left = append(left, strings.TrimPrefix(f, s.queue+"/"))
@@ -282,7 +282,7 @@ func (s *relServe) queueLeft() []string {
 
 // queued counts the messages in the queue directory (envelopes).
 func (s *relServe) queued() int {
-	m, _ := filepath.Glob(filepath.Join(s.queue, "?", "*.env"))
+	m, _ := filepath.Glob(filepath.Join(s.queue, "?", "*.msg"))
 	return len(m)
 }
 

@@ -183,10 +183,16 @@ func relWaitDrained(t *testing.T, srv *relServe, sink *relSink, l *relLedger, d 
 	took := time.Since(start)
 	if !relWaitFor(max(d-took, 5*time.Second), func() bool { return srv.queued() == 0 }) {
 		var states strings.Builder
-		envs, _ := filepath.Glob(filepath.Join(srv.queue, "?", "*.env"))
-		for _, e := range envs[:min(len(envs), 3)] {
-			b, _ := os.ReadFile(e)
-			fmt.Fprintf(&states, "\n  %s: %s", filepath.Base(e), b)
+		// The latest state: <id>.env once updated, else the envelope at
+		// the end of <id>.msg.
+		msgs, _ := filepath.Glob(filepath.Join(srv.queue, "?", "*.msg"))
+		for _, f := range msgs[:min(len(msgs), 3)] {
+			b, err := os.ReadFile(strings.TrimSuffix(f, ".msg") + ".env")
+			if err != nil {
+				b, _ = os.ReadFile(f)
+				b = b[max(len(b)-2048, 0):]
+			}
+			fmt.Fprintf(&states, "\n  %s: %s", filepath.Base(f), b)
 		}
 		t.Errorf("STUCK: the queue still holds %d message(s) after %v: %s%s", srv.queued(), d, relFirst(srv.queueLeft(), 20), states.String())
 		ok = false

@@ -15,10 +15,22 @@
 // once serialises on that directory (directories 0700, files 0600):
 //
 //	lock                flock(2)ed by the owning process; holds its pid
-//	<d>/<id>.body       the message exactly as received (header and body)
-//	<d>/<id>.env        the envelope: JSON, see below
-//	<d>/<id>.env.tmp    an envelope being written (Put or Update)
-//	corrupt/            envelopes (and their bodies) that Open could not use
+//	<d>/<id>.msg        the message exactly as received (header and body),
+//	                    then its envelope as Put wrote it (JSON, see below),
+//	                    then a 16-byte trailer: the envelope's length
+//	                    (8 bytes, big-endian) and "sndcnq01"
+//	<d>/<id>.msg.tmp    a message being written (Put)
+//	<d>/<id>.env        the envelope as the last Update wrote it, which
+//	                    replaces the one in <id>.msg
+//	<d>/<id>.env.tmp    an envelope being written (Update)
+//	corrupt/            messages that Open could not use
+//
+// One file per message, not two, because creating, syncing and deleting
+// files is most of what a message costs the queue (BenchmarkPut: about 40 %
+// more Puts per second than with a separate envelope file). Versions before
+// kept <id>.body (the message) and <id>.env (the envelope) from the start;
+// Open still reads such messages, and Update and Remove keep treating them
+// as they were written.
 //
 // Earlier versions kept every file in the queue directory itself. Open
 // moves such messages into place: it hard-links both files, syncs, and
@@ -42,24 +54,25 @@
 //
 // # What is a message
 //
-// A message exists if and only if both <id>.env and <id>.body exist. Open
-// deletes every *.env.tmp, every body without an envelope and every
-// envelope without a body; it moves to corrupt/ an envelope that does not
-// parse or whose size disagrees with its body, and reports it through
+// A message exists if and only if <id>.msg exists (or, as earlier versions
+// wrote it, both <id>.env and <id>.body). Open deletes every *.tmp, every
+// body without an envelope and every envelope without a message or body;
+// it moves to corrupt/ a message whose trailer or envelope does not parse
+// or whose size disagrees with its envelope, and reports it through
 // Quarantined, so acknowledged mail is never deleted on a guess.
 //
 // # Writing
 //
-// Put streams the body into <id>.body through a buffered writer (never the
-// whole message in memory), writes the envelope to <id>.env.tmp,
-// fdatasyncs both at once (one journal commit covers both), renames the
-// envelope to <id>.env, and then waits for a directory fsync that started
-// after the rename. Only then does it
+// Put streams the message into <id>.msg.tmp through a buffered writer
+// (never the whole message in memory), appends the envelope and the
+// trailer, fdatasyncs the file, renames it to <id>.msg, and then waits for
+// a directory fsync that started after the rename. Only then does it
 // return nil and make the message visible to Messages and Get.
 //
 // Update writes the whole new envelope to <id>.env.tmp, fdatasyncs it,
 // renames it over <id>.env and waits for a directory fsync in the same way.
-// Remove unlinks <id>.env, then <id>.body, without waiting for a directory
+// Remove unlinks <id>.msg, then <id>.env (for an earlier version's
+// message: <id>.env, then <id>.body), without waiting for a directory
 // fsync: a removal undone by a crash brings the message back, to be
 // delivered again (a duplicate, never a loss); Close syncs once.
 //

@@ -259,3 +259,35 @@ func msgPath(dir, name string) string {
 
 // fixedClock returns the same instant every time.
 func fixedClock(t time.Time) func() time.Time { return func() time.Time { return t } }
+
+// toLegacy rewrites a stored single-file message (the queue closed) as
+// versions before it stored one, <id>.body and <id>.env, so the tests of
+// those files keep checking that such queues still open.
+func toLegacy(t *testing.T, dir, id string) {
+	t.Helper()
+	f, err := os.Open(msgPath(dir, id+".msg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	size, env, err := readTrailer(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(msgPath(dir, id+".env")); err == nil {
+		env = b // updated: the newer state
+	}
+	body := make([]byte, size)
+	if _, err := f.ReadAt(body, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(msgPath(dir, id+".body"), body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(msgPath(dir, id+".env"), env, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(msgPath(dir, id+".msg")); err != nil {
+		t.Fatal(err)
+	}
+}

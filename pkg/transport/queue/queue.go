@@ -3,6 +3,7 @@ package queue
 import (
 	"bufio"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -80,6 +81,10 @@ type entry struct {
 	mu      sync.Mutex
 	removed bool // guarded by mu
 	msg     *Message
+	// single says the message is one <id>.msg file (with, after an
+	// Update, its state in <id>.env) rather than <id>.body and <id>.env,
+	// as versions before it wrote them.
+	single bool
 }
 
 // Open opens the queue in dir, creating it (0700) if needed. It takes an
@@ -197,6 +202,13 @@ func (q *Queue) load() error {
 // parseNames sorts a directory's names into bodies, envelopes and
 // leftovers (envelopes being written); other names are not ours.
 func parseNames(names []string) (bodies map[string]bool, envs, garbage []string) {
+	bodies, envs, _, garbage = parseShardNames(names)
+	return bodies, envs, garbage
+}
+
+// parseShardNames also finds the single-file messages (<id>.msg) and
+// their envelopes; a *.msg.tmp is a Put that did not finish.
+func parseShardNames(names []string) (bodies map[string]bool, envs, msgs, garbage []string) {
 	bodies = make(map[string]bool)
 	for _, n := range names {
 		id, kind, ok := strings.Cut(n, ".")
@@ -208,11 +220,13 @@ func parseNames(names []string) (bodies map[string]bool, envs, garbage []string)
 			bodies[id] = true
 		case "env":
 			envs = append(envs, id)
-		case "env.tmp":
+		case "msg":
+			msgs = append(msgs, id)
+		case "env.tmp", "msg.tmp":
 			garbage = append(garbage, n)
 		}
 	}
-	return bodies, envs, garbage
+	return bodies, envs, msgs, garbage
 }
 
 func (q *Queue) loadShard(sh string) error {
@@ -225,25 +239,34 @@ func (q *Queue) loadShard(sh string) error {
 	for i, e := range entries {
 		names[i] = e.Name()
 	}
-	bodies, envs, garbage := parseNames(names)
+	bodies, envs, msgs, garbage := parseShardNames(names)
+	hasEnv := make(map[string]bool, len(envs))
 	for _, id := range envs {
+		hasEnv[id] = true
+	}
+	single := make(map[string]bool, len(msgs))
+	for _, id := range msgs {
+		if shardOf(id) != sh {
+			garbage = append(garbage, id+".msg")
+			continue
+		}
+		single[id] = true // a stray <id>.body beside it is cleared below
+		if err := q.loadInto(id, true, func() (*Message, error) { return q.loadMsg(id, hasEnv[id]) }); err != nil {
+			return err
+		}
+	}
+	for _, id := range envs {
+		if single[id] {
+			continue // a single-file message's state, loaded above
+		}
 		if !bodies[id] || shardOf(id) != sh {
 			garbage = append(garbage, id+".env")
 			continue
 		}
 		delete(bodies, id)
-		m, err := q.loadOne(id)
-		if errors.Is(err, ErrStorage) || errors.Is(err, errNewerFormat) {
+		if err := q.loadInto(id, false, func() (*Message, error) { return q.loadOne(id) }); err != nil {
 			return err
 		}
-		if err != nil {
-			if qerr := q.quarantine(id, err); qerr != nil {
-				return qerr
-			}
-			continue
-		}
-		q.index[id] = &entry{msg: m}
-		q.lastNanos = max(q.lastNanos, idNanos(id))
 	}
 	for id := range bodies {
 		garbage = append(garbage, id+".body")
@@ -313,30 +336,118 @@ func (q *Queue) migrateFlat() error {
 	return nil
 }
 
+// loadInto loads a message into the index, or quarantines it when it
+// cannot be trusted; only a failing disk or a newer format is an error.
+func (q *Queue) loadInto(id string, single bool, load func() (*Message, error)) error {
+	m, err := load()
+	if errors.Is(err, ErrStorage) || errors.Is(err, errNewerFormat) {
+		return err
+	}
+	if err != nil {
+		return q.quarantine(id, err)
+	}
+	q.index[id] = &entry{msg: m, single: single}
+	q.lastNanos = max(q.lastNanos, idNanos(id))
+	return nil
+}
+
 func (q *Queue) loadOne(id string) (*Message, error) {
 	b, err := os.ReadFile(q.path(id, "env"))
 	if err != nil {
 		return nil, fmt.Errorf("read envelope %s: %w: %w", id, ErrStorage, err)
 	}
+	fi, err := os.Stat(q.path(id, "body"))
+	if err != nil {
+		return nil, fmt.Errorf("stat body %s: %w: %w", id, ErrStorage, err)
+	}
+	return checkEnvelope(id, b, q.path(id, "env"), fi.Size())
+}
+
+// loadMsg reads a single-file message: its envelope is the one written
+// after the message in <id>.msg, or, once Update has run, <id>.env.
+func (q *Queue) loadMsg(id string, updated bool) (*Message, error) {
+	f, err := os.Open(q.path(id, "msg"))
+	if err != nil {
+		return nil, fmt.Errorf("open message %s: %w: %w", id, ErrStorage, err)
+	}
+	defer f.Close()
+	size, b, err := readTrailer(f)
+	if err != nil {
+		return nil, err
+	}
+	where := q.path(id, "msg")
+	if updated {
+		where = q.path(id, "env")
+		if b, err = os.ReadFile(where); err != nil {
+			return nil, fmt.Errorf("read envelope %s: %w: %w", id, ErrStorage, err)
+		}
+	}
+	return checkEnvelope(id, b, where, size)
+}
+
+// checkEnvelope decodes the envelope of message id, read from where, and
+// checks that it is this message's and that the message has size bytes.
+func checkEnvelope(id string, b []byte, where string, size int64) (*Message, error) {
 	m, err := decodeEnvelope(b)
 	if err != nil {
 		if errors.Is(err, errNewerFormat) {
-			return nil, fmt.Errorf("envelope %s: %w", q.path(id, "env"), err)
+			return nil, fmt.Errorf("envelope %s: %w", where, err)
 		}
 		return nil, err
 	}
 	if m.ID != id {
 		return nil, fmt.Errorf("envelope names message %q", m.ID)
 	}
-	fi, err := os.Stat(q.path(id, "body"))
-	if err != nil {
-		return nil, fmt.Errorf("stat body %s: %w: %w", id, ErrStorage, err)
-	}
-	if fi.Size() != m.Size {
-		return nil, fmt.Errorf("body has %d bytes, envelope says %d", fi.Size(), m.Size)
+	if size != m.Size {
+		return nil, fmt.Errorf("message has %d bytes, envelope says %d", size, m.Size)
 	}
 	return m, nil
 }
+
+// A single-file message is the message as received, then its envelope,
+// then a trailer: the envelope's length (8 bytes, big-endian) and
+// trailerMagic.
+const trailerMagic = "sndcnq01"
+
+const trailerLen int64 = 8 + int64(len(trailerMagic))
+
+func appendTrailer(envelope []byte) []byte {
+	b := binary.BigEndian.AppendUint64(envelope, uint64(len(envelope)))
+	return append(b, trailerMagic...)
+}
+
+// readTrailer returns the size of the message part of f and the envelope
+// written after it.
+func readTrailer(f *os.File) (int64, []byte, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, nil, fmt.Errorf("stat %s: %w: %w", f.Name(), ErrStorage, err)
+	}
+	var t [trailerLen]byte
+	if fi.Size() < trailerLen {
+		return 0, nil, fmt.Errorf("%s is too short to be a message", f.Name())
+	}
+	if _, err := f.ReadAt(t[:], fi.Size()-trailerLen); err != nil {
+		return 0, nil, fmt.Errorf("read %s: %w: %w", f.Name(), ErrStorage, err)
+	}
+	if string(t[8:]) != trailerMagic {
+		return 0, nil, fmt.Errorf("%s has no message trailer", f.Name())
+	}
+	n := binary.BigEndian.Uint64(t[:8])
+	if n > uint64(fi.Size()-trailerLen) || n > maxEnvelope {
+		return 0, nil, fmt.Errorf("%s: envelope length %d does not fit", f.Name(), n)
+	}
+	env := make([]byte, n)
+	start := fi.Size() - trailerLen - int64(n)
+	if _, err := f.ReadAt(env, start); err != nil {
+		return 0, nil, fmt.Errorf("read %s: %w: %w", f.Name(), ErrStorage, err)
+	}
+	return start, env, nil
+}
+
+// maxEnvelope bounds what readTrailer believes: an envelope holds a few
+// thousand recipients at most.
+const maxEnvelope = 64 << 20
 
 // quarantine moves an unusable message to corrupt/ so that nothing
 // acknowledged is deleted on a guess; Quarantined reports it.
@@ -345,8 +456,11 @@ func (q *Queue) quarantine(id string, why error) error {
 	if err := os.MkdirAll(cdir, 0o700); err != nil {
 		return fmt.Errorf("quarantine message %s: %w: %w", id, ErrStorage, err)
 	}
-	for _, kind := range []string{"body", "env"} {
+	for _, kind := range []string{"msg", "body", "env"} {
 		name := id + "." + kind
+		if _, err := os.Stat(q.path(id, kind)); errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
 		if err := os.Rename(q.path(id, kind), filepath.Join(cdir, name)); err != nil {
 			return fmt.Errorf("quarantine message %s: %w: %w", id, ErrStorage, err)
 		}
@@ -558,66 +672,51 @@ func (q *Queue) PutEnvelope(env Envelope, r io.Reader) (*Message, error) {
 	if err := q.put(m, r); err != nil {
 		// Take back everything this Put created, so that the client's
 		// retry does not become a duplicate after the next Open.
-		_ = removeQuietly(q.path(m.ID, "env"))
-		_ = removeQuietly(q.path(m.ID, "env.tmp"))
-		_ = removeQuietly(q.path(m.ID, "body"))
+		_ = removeQuietly(q.path(m.ID, "msg"))
+		_ = removeQuietly(q.path(m.ID, "msg.tmp"))
 		return nil, fmt.Errorf("store message %s: %w", m.ID, err)
 	}
 	q.mu.Lock()
-	q.index[m.ID] = &entry{msg: m}
+	q.index[m.ID] = &entry{msg: m, single: true}
 	q.mu.Unlock()
 	return m.clone(), nil
 }
 
-// put writes the body and the envelope, syncs both at once — on a
-// journaling file system one commit covers both, so the client waits for
-// one flush instead of two — renames the envelope into place and waits
-// for the directory sync. The envelope becomes visible only once the body
-// it describes is durable.
+// put writes the message to <id>.msg.tmp with its envelope after it,
+// syncs it, renames it to <id>.msg and waits for the directory sync: one
+// file, one sync. The name appears only once the file is durable.
 func (q *Queue) put(m *Message, r io.Reader) error {
-	body, size, err := q.writeBody(m.ID, r)
+	f, size, err := q.writeBody(m.ID, r)
 	if err != nil {
 		return err
 	}
-	defer body.Close()
+	defer f.Close()
 	m.Size = size
 	b, err := encodeEnvelope(m)
 	if err != nil {
 		return fmt.Errorf("encode envelope: %w", err)
 	}
-	tmp := q.path(m.ID, "env.tmp")
-	env, err := writeFile(tmp, b)
-	if err != nil {
+	if _, err := f.Write(appendTrailer(b)); err != nil {
 		return storageErr("write envelope", err)
 	}
-	defer env.Close()
-	bodySynced := make(chan error, 1)
-	go func() { bodySynced <- q.hooks.syncFile(body) }()
-	envErr := q.hooks.syncFile(env)
-	if err := <-bodySynced; err != nil {
-		return storageErr("sync body", err)
+	if err := q.hooks.syncFile(f); err != nil {
+		return storageErr("sync message", err)
 	}
-	if envErr != nil {
-		return storageErr("sync envelope", envErr)
+	if err := f.Close(); err != nil {
+		return storageErr("close message", err)
 	}
-	if err := body.Close(); err != nil {
-		return storageErr("close body", err)
-	}
-	if err := env.Close(); err != nil {
-		return storageErr("close envelope", err)
-	}
-	if err := os.Rename(tmp, q.path(m.ID, "env")); err != nil {
-		return storageErr("rename envelope", err)
+	if err := os.Rename(q.path(m.ID, "msg.tmp"), q.path(m.ID, "msg")); err != nil {
+		return storageErr("rename message", err)
 	}
 	return q.syncDir()
 }
 
-// writeBody streams r into <id>.body and returns the file, written but
+// writeBody streams r into <id>.msg.tmp and returns the file, written but
 // not yet synced.
 func (q *Queue) writeBody(id string, r io.Reader) (*os.File, int64, error) {
-	f, err := os.OpenFile(q.path(id, "body"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.OpenFile(q.path(id, "msg.tmp"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return nil, 0, storageErr("create body", err)
+		return nil, 0, storageErr("create message", err)
 	}
 	src := &readErrorReader{r: r}
 	bw := q.bodyWriters.Get().(*bufio.Writer)
@@ -797,22 +896,37 @@ func (q *Queue) lookup(id string) (*entry, error) {
 	return e, nil
 }
 
-// Body opens the stored body for reading; the caller closes it. It stays
-// readable even if the message is removed meanwhile.
-func (q *Queue) Body(id string) (*os.File, error) {
+// Body opens the stored message (header and body) for reading; the caller
+// closes it. It stays readable even if the message is removed meanwhile.
+func (q *Queue) Body(id string) (io.ReadCloser, error) {
 	// Only ids in the index reach the file system, so an id from outside
 	// (the admin socket) cannot name another file.
-	if _, err := q.lookup(id); err != nil {
+	e, err := q.lookup(id)
+	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(q.path(id, "body"))
+	kind := "body"
+	q.mu.Lock()
+	single, size := e.single, e.msg.Size
+	q.mu.Unlock()
+	if single {
+		kind = "msg"
+	}
+	f, err := os.Open(q.path(id, kind))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("message %q: %w", id, ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open body of %s: %w: %w", id, ErrStorage, err)
 	}
-	return f, nil
+	if !single {
+		return f, nil
+	}
+	// The envelope follows the message in the file.
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.NewSectionReader(f, 0, size), f}, nil
 }
 
 // Update durably replaces the recipient state, the meta and the
@@ -888,16 +1002,22 @@ func (q *Queue) Remove(id string) error {
 	if e.removed {
 		return fmt.Errorf("message %q: %w", id, ErrNotFound)
 	}
-	if err := removeQuietly(q.path(id, "env")); err != nil {
-		return fmt.Errorf("remove message %s: %w", id, storageErr("remove envelope", err))
+	// The file that makes it a message goes first: a crash before the
+	// second leaves an envelope without a message, or a body without an
+	// envelope, both cleared at the next Open.
+	first, second := "env", "body"
+	if e.single {
+		first, second = "msg", "env"
+	}
+	if err := removeQuietly(q.path(id, first)); err != nil {
+		return fmt.Errorf("remove message %s: %w", id, storageErr("remove "+first, err))
 	}
 	e.removed = true
 	q.mu.Lock()
 	delete(q.index, id)
 	q.mu.Unlock()
-	berr := removeQuietly(q.path(id, "body"))
-	if berr != nil {
-		return fmt.Errorf("remove message %s: %w", id, storageErr("remove body", berr))
+	if err := removeQuietly(q.path(id, second)); err != nil {
+		return fmt.Errorf("remove message %s: %w", id, storageErr("remove "+second, err))
 	}
 	return nil
 }

@@ -215,17 +215,9 @@ func TestPutStorageErrors(t *testing.T) {
 				return w
 			}
 		}},
-		{"body sync fails", syscall.EIO, func(h *hooks, fail *atomic.Bool) {
+		{"message sync fails", syscall.EIO, func(h *hooks, fail *atomic.Bool) {
 			h.syncFile = func(f *os.File) error {
-				if fail.Load() && strings.HasSuffix(f.Name(), ".body") {
-					return eio
-				}
-				return fdatasync(f)
-			}
-		}},
-		{"envelope sync fails", syscall.EIO, func(h *hooks, fail *atomic.Bool) {
-			h.syncFile = func(f *os.File) error {
-				if fail.Load() && strings.HasSuffix(f.Name(), ".env.tmp") {
+				if fail.Load() && strings.HasSuffix(f.Name(), ".msg.tmp") {
 					return eio
 				}
 				return fdatasync(f)
@@ -381,8 +373,8 @@ func TestUpdateFailureKeepsOldState(t *testing.T) {
 	if got, _ := q.Get(m.ID); got.Recipients[0].Status != Pending {
 		t.Errorf("failed Update changed the state to %v", got.Recipients[0].Status)
 	}
-	if got := listDir(t, dir); len(got) != 3 {
-		t.Errorf("directory holds %v, want lock, body and envelope", got)
+	if got := listDir(t, dir); !slices.Equal(got, []string{m.ID + ".msg", "lock"}) {
+		t.Errorf("directory holds %v, want the message and the lock", got)
 	}
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
@@ -432,7 +424,7 @@ func TestRemove(t *testing.T) {
 	if _, err := q.Body("../../etc/passwd"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Body of a path = %v", err)
 	}
-	want := []string{keep.ID + ".body", keep.ID + ".env", "lock"}
+	want := []string{keep.ID + ".msg", "lock"}
 	if got := listDir(t, dir); !slices.Equal(got, want) {
 		t.Errorf("directory holds %v, want %v", got, want)
 	}
@@ -465,6 +457,10 @@ func TestOpenCleansLeftovers(t *testing.T) {
 	}
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
+	}
+	// The files of earlier versions, and their leftovers.
+	for _, id := range []string{whole.ID, updated.ID, envOnly.ID} {
+		toLegacy(t, dir, id)
 	}
 	write := func(name, content string) {
 		if err := os.WriteFile(msgPath(dir, name), []byte(content), 0o600); err != nil {
@@ -514,6 +510,9 @@ func TestOpenQuarantinesCorruptEnvelopes(t *testing.T) {
 	}
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
+	}
+	for _, id := range ids {
+		toLegacy(t, dir, id)
 	}
 	if err := os.WriteFile(msgPath(dir, ids[0]+".env"), []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
@@ -817,6 +816,9 @@ func TestOpenMovesTheFlatLayout(t *testing.T) {
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}
+	for _, id := range ids {
+		toLegacy(t, dir, id) // the flat layout is older than single files
+	}
 	flat := func(id, kind string) string { return filepath.Join(dir, id+"."+kind) }
 	moveFlat := func(id string) {
 		for _, kind := range []string{"body", "env"} {
@@ -871,5 +873,83 @@ func TestOpenMovesTheFlatLayout(t *testing.T) {
 	}
 	if n := len(listDir(t, dir)); n != 2*len(ids)+1 {
 		t.Errorf("%d files, want %d", n, 2*len(ids)+1)
+	}
+}
+
+// A message is one <id>.msg file, its envelope after it; Update puts the
+// newer state in <id>.env beside it. Open reads both, clears what
+// interrupted Puts and Removes left, and quarantines a file it cannot
+// trust.
+func TestSingleFileMessages(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	q := openTest(t, dir, Options{}, defaultHooks())
+	put := func(body string) *Message {
+		m, err := q.Put("a@example.com", []string{"b@example.org"}, nil, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	plain, updated, removedUpdated, truncated, badState := put("plain"), put("updated"), put("removed"), put("truncated"), put("bad state")
+	for _, m := range []*Message{updated, removedUpdated, badState} {
+		m.Recipients[0].Attempts, m.Recipients[0].LastError = 3, "451 4.4.0 later"
+		if err := q.Update(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, content string) {
+		if err := os.WriteFile(msgPath(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("0000000000000003deadbeef.msg.tmp", "a Put that died before its rename")
+	if err := os.Remove(msgPath(dir, removedUpdated.ID+".msg")); err != nil { // a Remove half done
+		t.Fatal(err)
+	}
+	if err := os.Truncate(msgPath(dir, truncated.ID+".msg"), 5); err != nil {
+		t.Fatal(err)
+	}
+	write(badState.ID+".env", "{not json")
+
+	q2 := openTest(t, dir, Options{}, defaultHooks())
+	var ids []string
+	for _, m := range q2.Messages() {
+		ids = append(ids, m.ID)
+	}
+	if want := []string{plain.ID, updated.ID}; !slices.Equal(ids, want) {
+		t.Fatalf("messages %v, want %v", ids, want)
+	}
+	if got, _ := q2.Get(updated.ID); got.Recipients[0].Attempts != 3 || got.Recipients[0].LastError != "451 4.4.0 later" {
+		t.Errorf("updated state not read back: %+v", got.Recipients[0])
+	}
+	for id, want := range map[string]string{plain.ID: "plain", updated.ID: "updated"} {
+		f, err := q2.Body(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(f)
+		f.Close()
+		if string(b) != want {
+			t.Errorf("body of %s = %q, want %q (the envelope after it must not show)", id, b, want)
+		}
+	}
+	if got := len(q2.Quarantined()); got != 2 {
+		t.Errorf("quarantined %v, want the truncated message and the one with a bad state", q2.Quarantined())
+	}
+	for _, name := range []string{truncated.ID + ".msg", badState.ID + ".msg", badState.ID + ".env"} {
+		if _, err := os.Stat(filepath.Join(dir, "corrupt", name)); err != nil {
+			t.Errorf("not quarantined: %v", err)
+		}
+	}
+	if err := q2.Remove(updated.ID); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{plain.ID + ".msg", "corrupt", "lock"}
+	if got := listDir(t, dir); !slices.Equal(got, want) {
+		t.Errorf("directory holds %v, want %v", got, want)
 	}
 }
