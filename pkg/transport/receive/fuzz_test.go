@@ -98,6 +98,7 @@ func FuzzSession(f *testing.F) {
 		RemoteIPRanges: loopback(), Users: []User{appUser()}, AllowInsecureAuth: true,
 		MaxMessageSize: 64 << 10, MaxRecipients: fuzzMaxRecipients, MaxConnections: 8,
 		CommandTimeout: 500 * time.Millisecond, DataTimeout: 500 * time.Millisecond,
+		AuthFailureDelay: -1, // the fuzzer guesses passwords by the thousand
 	}, sp)
 
 	var baseline int

@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
 )
 
 // Hostile input: every test here talks to a real server on the loopback
@@ -826,5 +829,58 @@ func TestNestedMailIsRefused(t *testing.T) {
 	msgs := sp.stored()
 	if len(msgs) != 1 || msgs[0].from != "app@contoso.com" || !slices.Equal(msgs[0].rcpts, []string{"bob@fabrikam.com"}) {
 		t.Fatalf("stored %+v", msgs)
+	}
+}
+
+// Guessing passwords is slow and short: every failed AUTH from an address
+// is answered later than the one before, across sessions, and a session
+// gets three tries before AUTH is refused outright, even with the right
+// password.
+func TestAuthGuessingIsSlowedAndCut(t *testing.T) {
+	const step = 150 * time.Millisecond
+	sp := &memSpool{}
+	addr := start(t, Config{Users: []User{appUser()}, AllowInsecureAuth: true, AuthFailureDelay: step}, sp)
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("app1.contoso.com"); err != nil {
+		t.Fatal(err)
+	}
+	var se *smtp.SMTPError
+	for i := 1; i <= 3; i++ {
+		start := time.Now()
+		err := c.Auth(sasl.NewPlainClient("", "app1", fmt.Sprint("guess", i)))
+		took := time.Since(start)
+		if !errors.As(err, &se) || se.Code != 535 {
+			t.Fatalf("guess %d: %v, want 535", i, err)
+		}
+		if took < time.Duration(i)*step {
+			t.Errorf("guess %d answered after %v, want at least %v", i, took, time.Duration(i)*step)
+		}
+	}
+	if err := c.Auth(sasl.NewPlainClient("", "app1", "app-secret")); !errors.As(err, &se) || se.Code != 421 {
+		t.Fatalf("fourth try in one session: %v, want 421", err)
+	}
+	// A new session from the same address: still slowed, and the right
+	// password works.
+	c2, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if err := c2.Hello("app1.contoso.com"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := c2.Auth(sasl.NewPlainClient("", "app1", "guess4")); !errors.As(err, &se) || se.Code != 535 {
+		t.Fatalf("guess in a new session: %v", err)
+	}
+	if took := time.Since(start); took < 4*step {
+		t.Errorf("a new session's guess answered after %v, want at least %v", took, 4*step)
+	}
+	if err := c2.Auth(sasl.NewPlainClient("", "app1", "app-secret")); err != nil {
+		t.Errorf("the right password after guesses: %v", err)
 	}
 }

@@ -109,8 +109,17 @@ type Config struct {
 	// MaxHopCount bounds the Received: fields of a message; 0 means 60,
 	// Exchange's default for a Receive connector.
 	MaxHopCount int
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// MaxAuthFailures is how many failed AUTH attempts one session may
+	// make; after them AUTH is refused (421) without looking at what is
+	// sent. 0 means 3.
+	MaxAuthFailures int
+	// AuthFailureDelay slows the answer to a failed AUTH by this much for
+	// every failure from the same address in the last 10 minutes (at most
+	// ten times over), so that guessing passwords from many sessions at
+	// once is slow too. 0 means 1 s; negative means none (tests).
+	AuthFailureDelay time.Duration
+	Logger           *slog.Logger
+	Now              func() time.Time
 }
 
 // Server receives mail. Create it with New, start it with Serve.
@@ -119,6 +128,9 @@ type Server struct {
 	smtp  *smtp.Server
 	sem   chan struct{}
 	conns connSet
+
+	authMu       sync.Mutex
+	authFailures map[netip.Addr][]time.Time // recent failed AUTHs per client address
 }
 
 // New builds a server that spools into sp.
@@ -137,6 +149,12 @@ func New(cfg Config, sp Spool) *Server {
 	}
 	if cfg.MaxHopCount <= 0 {
 		cfg.MaxHopCount = 60
+	}
+	if cfg.MaxAuthFailures <= 0 {
+		cfg.MaxAuthFailures = 3
+	}
+	if cfg.AuthFailureDelay == 0 {
+		cfg.AuthFailureDelay = time.Second
 	}
 	s := &Server{cfg: cfg}
 	srv := smtp.NewServer(&backend{srv: s, spool: sp})
@@ -275,11 +293,13 @@ type session struct {
 	// mu guards what follows. For BDAT go-smtp runs Data in a goroutine
 	// of its own, and calls Reset (RSET, EHLO, a chunk that failed or
 	// timed out) or Auth without waiting for it to return.
-	mu     sync.Mutex
-	user   string // authenticated user, "" if none
-	inTxn  bool   // MAIL was accepted and no Reset came since
-	env    Envelope
-	origin origin
+	mu   sync.Mutex
+	user string // authenticated user, "" if none
+	// authFailures counts this session's failed AUTH attempts.
+	authFailures int
+	inTxn        bool // MAIL was accepted and no Reset came since
+	env          Envelope
+	origin       origin
 }
 
 // origin is what a message's stamp and meta say about the client, taken
@@ -300,9 +320,20 @@ func (s *session) AuthMechanisms() []string {
 }
 
 func (s *session) Auth(mech string) (sasl.Server, error) {
+	s.mu.Lock()
+	failures := s.authFailures
+	s.mu.Unlock()
+	if failures >= s.cfg().MaxAuthFailures {
+		return nil, errTooManyAuthFailures
+	}
 	check := func(user, pass string) error {
 		if !s.b.srv.checkPassword(user, pass) {
-			s.cfg().Logger.Warn("authentication failed", "remote", s.ip.String(), "user", user)
+			s.mu.Lock()
+			s.authFailures++
+			s.mu.Unlock()
+			delay := s.b.srv.authFailed(s.ip, s.cfg().Now())
+			s.cfg().Logger.Warn("authentication failed", "remote", s.ip.String(), "user", user, "delay", delay.String())
+			time.Sleep(delay)
 			return smtp.ErrAuthFailed
 		}
 		s.mu.Lock()
@@ -322,6 +353,42 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 		return &loginServer{check: check}, nil
 	}
 	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+// errTooManyAuthFailures ends a session's guessing.
+var errTooManyAuthFailures = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many failed authentication attempts"}
+
+// authFailureWindow is how long a failed AUTH counts against its address.
+const authFailureWindow = 10 * time.Minute
+
+// authFailed records a failed AUTH from ip and returns how long to wait
+// before answering it.
+func (s *Server) authFailed(ip netip.Addr, now time.Time) time.Duration {
+	s.authMu.Lock()
+	defer s.authMu.Unlock()
+	if s.authFailures == nil {
+		s.authFailures = map[netip.Addr][]time.Time{}
+	}
+	recent := s.authFailures[ip][:0]
+	for _, t := range s.authFailures[ip] {
+		if now.Sub(t) < authFailureWindow {
+			recent = append(recent, t)
+		}
+	}
+	recent = append(recent, now)
+	s.authFailures[ip] = recent
+	// Forget addresses that have gone quiet, so the map stays small.
+	if len(s.authFailures) > 10000 {
+		for a, ts := range s.authFailures {
+			if len(ts) == 0 || now.Sub(ts[len(ts)-1]) >= authFailureWindow {
+				delete(s.authFailures, a)
+			}
+		}
+	}
+	if s.cfg.AuthFailureDelay < 0 {
+		return 0
+	}
+	return s.cfg.AuthFailureDelay * time.Duration(min(len(recent), 10))
 }
 
 // checkPassword compares against the bcrypt hash, spending the same time

@@ -155,7 +155,7 @@ func TestUntrustedClientIsRefusedRelay(t *testing.T) {
 func TestAuthenticatedClientRelays(t *testing.T) {
 	hash, _ := bcrypt.GenerateFromPassword([]byte("app-secret"), bcrypt.MinCost)
 	sp := &memSpool{}
-	addr := start(t, Config{Users: []User{{Name: "app1", PasswordHash: string(hash)}}, AllowInsecureAuth: true}, sp)
+	addr := start(t, Config{Users: []User{{Name: "app1", PasswordHash: string(hash)}}, AllowInsecureAuth: true, AuthFailureDelay: -1}, sp)
 
 	err := send(addr, nil, "bob@fabrikam.com")
 	var se *smtp.SMTPError
