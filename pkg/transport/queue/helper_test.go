@@ -291,3 +291,25 @@ func toLegacy(t *testing.T, dir, id string) {
 		t.Fatal(err)
 	}
 }
+
+// legacyQueue stores n messages in dir, closes the queue and rewrites them
+// as versions before single files stored them; it returns their ids.
+func legacyQueue(t *testing.T, dir string, n int) []string {
+	t.Helper()
+	q := openTest(t, dir, Options{}, defaultHooks())
+	var ids []string
+	for i := range n {
+		m, err := q.Put("a@example.com", []string{"b@example.org"}, nil, strings.NewReader(fmt.Sprint("body ", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, m.ID)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		toLegacy(t, dir, id)
+	}
+	return ids
+}

@@ -499,21 +499,7 @@ func TestOpenCleansLeftovers(t *testing.T) {
 func TestOpenQuarantinesCorruptEnvelopes(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	q := openTest(t, dir, Options{}, defaultHooks())
-	var ids []string
-	for i := range 3 {
-		m, err := q.Put("a@example.com", []string{"b@example.org"}, nil, strings.NewReader(fmt.Sprint("body ", i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, m.ID)
-	}
-	if err := q.Close(); err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range ids {
-		toLegacy(t, dir, id)
-	}
+	ids := legacyQueue(t, dir, 3)
 	if err := os.WriteFile(msgPath(dir, ids[0]+".env"), []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -804,21 +790,7 @@ func TestNotificationStateSurvivesReopen(t *testing.T) {
 func TestOpenMovesTheFlatLayout(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	q := openTest(t, dir, Options{}, defaultHooks())
-	var ids []string
-	for i := range 4 {
-		m, err := q.Put("a@example.com", []string{"b@example.org"}, nil, strings.NewReader(fmt.Sprint("body ", i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, m.ID)
-	}
-	if err := q.Close(); err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range ids {
-		toLegacy(t, dir, id) // the flat layout is older than single files
-	}
+	ids := legacyQueue(t, dir, 4) // the flat layout is older than single files
 	flat := func(id, kind string) string { return filepath.Join(dir, id+"."+kind) }
 	moveFlat := func(id string) {
 		for _, kind := range []string{"body", "env"} {
