@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/sendconn/sendconn/pkg/transport/queue"
 )
 
 // relBin is the sendconn binary, built once per test binary run.
@@ -280,10 +282,24 @@ func (s *relServe) queueLeft() []string {
 	return left
 }
 
-// queued counts the messages in the queue directory (envelopes).
+// queued counts the queued messages: as the running serve lists them
+// (small messages live in its log, not in files of their own), or, when it
+// is not running, by opening its queue as the next start would; -1 when
+// neither answers.
 func (s *relServe) queued() int {
-	m, _ := filepath.Glob(filepath.Join(s.queue, "?", "*.msg"))
-	return len(m)
+	if !s.running() {
+		q, err := queue.Open(s.queue, queue.Options{})
+		if err != nil {
+			return -1
+		}
+		defer q.Close()
+		return q.Len()
+	}
+	out, err := s.runWithin(30*time.Second, "message", "get", "-o", "name")
+	if err != nil {
+		return -1
+	}
+	return len(strings.Fields(out))
 }
 
 func (s *relServe) logText() string {

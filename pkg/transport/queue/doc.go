@@ -9,12 +9,17 @@
 //
 // # On-disk layout
 //
-// A message's files live in one of sixteen subdirectories of the queue
+// A message is kept in one of two places. Small messages (up to
+// Options.LogMaxMessage, 1 MB by default) are appended to the message log,
+// shared segment files (see "The message log" below). Larger ones, and
+// every message that stays queued after its first delivery attempt, have a
+// file of their own in one of sixteen subdirectories of the queue
 // directory, named by the last hex digit of its id (random), because
 // creating and deleting files in a single directory from many sessions at
 // once serialises on that directory (directories 0700, files 0600):
 //
 //	lock                flock(2)ed by the owning process; holds its pid
+//	log/<seq>.log       a segment of the message log (16 hex digits)
 //	<d>/<id>.msg        the message exactly as received (header and body),
 //	                    then its envelope as Put wrote it (JSON, see below),
 //	                    then a 16-byte trailer: the envelope's length
@@ -23,7 +28,8 @@
 //	<d>/<id>.env        the envelope as the last Update wrote it, which
 //	                    replaces the one in <id>.msg
 //	<d>/<id>.env.tmp    an envelope being written (Update)
-//	corrupt/            messages that Open could not use
+//	corrupt/            messages that Open could not use (for a logged
+//	                    message, <id>.record: its whole log record)
 //
 // One file per message, not two, because creating, syncing and deleting
 // files is most of what a message costs the queue (BenchmarkPut: about 40 %
@@ -52,10 +58,60 @@
 // "v" is the format version. Open refuses a directory holding an envelope
 // of a newer version rather than guess at it.
 //
+// # The message log
+//
+// A file per message costs a create, a rename, an unlink and a directory
+// sync on top of the data, and on ext4 those, not the bytes, were most of
+// what a small message cost (about half of the relay's CPU time). So small
+// messages share files instead. A segment is a sequence of records:
+//
+//	"sclg", the record's length (4 bytes), its kind ('P' or 'R'), the
+//	id (24 bytes), the envelope's length (4 bytes); for 'P' the message
+//	and its envelope (JSON, as above); a CRC-32C of all that (4 bytes)
+//
+// A 'P' record stores a message; an 'R' record says the message of that
+// id is gone. Put reads the message into memory (messages larger than
+// LogMaxMessage, or beyond 64 MB of such buffers in all, are streamed to a
+// file of their own instead), builds the record and hands it to the log's
+// one committer goroutine, which appends every record that has arrived
+// meanwhile in one write, fdatasyncs the segment once and only then
+// answers: concurrent Puts share one sync, and nothing is acknowledged
+// before the sync that covers it. Remove appends an 'R' record without
+// waiting for it (it is synced with the next batch). A segment reaching
+// Options.SegmentSize is followed by a new one, whose name is synced into
+// log/ before any record in it is acknowledged.
+//
+// Update moves a logged message to a file of its own (written, synced and
+// renamed as by Put, and the directory synced), then appends and syncs an
+// 'R' record for the logged copy. So the log only holds messages on their
+// way through, and a file is always newer than a logged copy of the same
+// id. When more than Options.LogSegments segments pile up behind a message
+// that stays (one waiting for a delivery slot in a long backlog), the
+// messages of the oldest segment are moved to files the same way.
+//
+// A segment is deleted once it holds no live message and every older
+// segment is gone: oldest first, because an 'R' record in a later segment
+// must not disappear while the record it cancels still exists. The last
+// segment is never deleted while the queue is open; Close deletes them all
+// when none holds a message.
+//
+// Open replays the log an earlier run left: it reads every segment in
+// order, keeping the 'P' records no later 'R' record cancels. A record
+// whose length or checksum is wrong ends the intact part: if intact
+// records follow (found by their magic and checksum), the damage is
+// reported through Quarantined; a tail that is simply torn, as a crash
+// leaves it, is not. Each message still live and not already in a file of
+// its own is written to one, the directory synced, and only then are the
+// segments deleted; so a running queue's log only ever holds what it put
+// there itself, and a crash during Open is replayed again. A record whose
+// checksum is right but whose envelope cannot be used is copied to
+// corrupt/<id>.record and reported.
+//
 // # What is a message
 //
 // A message exists if and only if <id>.msg exists (or, as earlier versions
-// wrote it, both <id>.env and <id>.body). Open deletes every *.tmp, every
+// wrote it, both <id>.env and <id>.body), or a log record holds it that no
+// later 'R' record cancels and no file of its own supersedes. Open deletes every *.tmp, every
 // body without an envelope and every envelope without a message or body;
 // it moves to corrupt/ a message whose trailer or envelope does not parse
 // or whose size disagrees with its envelope, and reports it through
@@ -128,6 +184,22 @@
 //     refuses even the unlinks, the next Open deletes an incomplete
 //     message or, at worst, keeps a whole one the client was told was not
 //     stored: a duplicate of its retry, never a loss.
+//
+// For the log:
+//
+//   - An acknowledged logged Put survives: its record was written and the
+//     segment fdatasynced (and the segment's name synced when it was
+//     created) before Put returned. Records are only ever appended, so a
+//     crash can tear only records that were never acknowledged.
+//   - A batch whose write or sync fails is acknowledged to nobody, and the
+//     segment takes no more records (they would sit behind a torn one);
+//     the next batch starts a new segment, and carries 'R' records for the
+//     failed Puts, so that a copy which reached the disk anyway is not
+//     delivered after a crash as well as the client's retry.
+//   - A logged message moved to its own file by Update exists in both
+//     places until the 'R' record is synced; Open prefers the file, and
+//     Update waits for that sync before it returns, so the file's message
+//     can be removed without the logged copy coming back.
 //
 // A kill -9 therefore loses nothing acknowledged; at worst a message that
 // was stored but not acknowledged is delivered in addition to the

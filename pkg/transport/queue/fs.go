@@ -20,6 +20,8 @@ type hooks struct {
 	syncFile func(*os.File) error
 	// syncDir makes the queue directory's entries durable.
 	syncDir func(*os.File) error
+	// writeLog writes records to a log segment at off.
+	writeLog func(f *os.File, b []byte, off int64) (int, error)
 }
 
 func defaultHooks() hooks {
@@ -27,6 +29,7 @@ func defaultHooks() hooks {
 		wrapBody: func(w io.Writer) io.Writer { return w },
 		syncFile: fdatasync,
 		syncDir:  func(d *os.File) error { return d.Sync() },
+		writeLog: func(f *os.File, b []byte, off int64) (int, error) { return f.WriteAt(b, off) },
 	}
 }
 

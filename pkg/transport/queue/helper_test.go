@@ -205,6 +205,10 @@ func sameContent(r, want io.Reader) (bool, error) {
 	}
 }
 
+// filesOnly as Options.LogMaxMessage gives every message a file of its
+// own: the tests of that format use it.
+const filesOnly = -1
+
 // openTest opens a queue whose Close is checked at the end of the test
 // unless the test closed it itself.
 func openTest(t testing.TB, dir string, opts Options, h hooks) *Queue {
@@ -222,8 +226,9 @@ func openTest(t testing.TB, dir string, opts Options, h hooks) *Queue {
 }
 
 // listDir returns the names in the queue directory, sorted: the files of
-// the subdirectories messages are spread over, and everything else at the
-// top, the subdirectories themselves left out.
+// the subdirectories messages are spread over, the log's segments as
+// log/<name>, and everything else at the top, the subdirectories
+// themselves left out.
 func listDir(t *testing.T, dir string) []string {
 	t.Helper()
 	entries, err := os.ReadDir(dir)
@@ -239,6 +244,16 @@ func listDir(t *testing.T, dir string) []string {
 			}
 			for _, f := range sub {
 				names = append(names, f.Name())
+			}
+			continue
+		}
+		if e.IsDir() && e.Name() == "log" {
+			sub, err := os.ReadDir(filepath.Join(dir, "log"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range sub {
+				names = append(names, "log/"+f.Name())
 			}
 			continue
 		}
@@ -296,7 +311,7 @@ func toLegacy(t *testing.T, dir, id string) {
 // as versions before single files stored them; it returns their ids.
 func legacyQueue(t *testing.T, dir string, n int) []string {
 	t.Helper()
-	q := openTest(t, dir, Options{}, defaultHooks())
+	q := openTest(t, dir, Options{LogMaxMessage: filesOnly}, defaultHooks())
 	var ids []string
 	for i := range n {
 		m, err := q.Put("a@example.com", []string{"b@example.org"}, nil, strings.NewReader(fmt.Sprint("body ", i)))

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
@@ -47,6 +48,18 @@ type Options struct {
 	// arrived meanwhile; a small delay trades latency for fewer syncs on
 	// disks where a sync is very slow.
 	MaxBatchDelay time.Duration
+	// LogMaxMessage is the largest message kept in the message log;
+	// larger ones get a file of their own. Zero means
+	// DefaultLogMaxMessage; a negative value gives every message its
+	// own file.
+	LogMaxMessage int64
+	// SegmentSize is the size at which the log starts a new segment file;
+	// zero means DefaultSegmentSize.
+	SegmentSize int64
+	// LogSegments is how many segments may pile up behind messages that
+	// stay queued before those are moved to files of their own; zero
+	// means DefaultLogSegments.
+	LogSegments int
 }
 
 // Queue is an open queue directory. Its methods are safe for concurrent use.
@@ -66,6 +79,11 @@ type Queue struct {
 	batched    atomic.Int64 // waiters the committer has taken, for tests
 
 	bodyWriters sync.Pool // of *bufio.Writer, 64 KB each
+	recordBufs  sync.Pool // of *[]byte, for messages on their way into the log
+
+	log         *msgLog
+	compactStop chan struct{}
+	compactDone chan struct{}
 
 	mu          sync.Mutex
 	closed      bool
@@ -85,6 +103,9 @@ type entry struct {
 	// Update, its state in <id>.env) rather than <id>.body and <id>.env,
 	// as versions before it wrote them.
 	single bool
+	// log, when set, says the message is in the message log there; its
+	// state is the one in the index (an Update moves it to a file).
+	log *logRef
 }
 
 // Open opens the queue in dir, creating it (0700) if needed. It takes an
@@ -98,6 +119,15 @@ func Open(dir string, opts Options) (*Queue, error) {
 func open(dir string, opts Options, h hooks) (*Queue, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.LogMaxMessage == 0 {
+		opts.LogMaxMessage = DefaultLogMaxMessage
+	}
+	if opts.SegmentSize <= 0 {
+		opts.SegmentSize = DefaultSegmentSize
+	}
+	if opts.LogSegments <= 0 {
+		opts.LogSegments = DefaultLogSegments
 	}
 	if err := makeDir(dir); err != nil {
 		return nil, fmt.Errorf("create queue directory %s: %w: %w", dir, ErrStorage, err)
@@ -129,12 +159,26 @@ func open(dir string, opts Options, h hooks) (*Queue, error) {
 		index:      make(map[string]*entry),
 	}
 	q.bodyWriters.New = func() any { return bufio.NewWriterSize(nil, 64<<10) }
-	if err := q.load(); err != nil {
+	q.recordBufs.New = func() any {
+		b := make([]byte, 0, recordBufSize)
+		return &b
+	}
+	err = q.load()
+	if err == nil {
+		err = q.openLog()
+	}
+	if err != nil {
+		if q.log != nil {
+			_ = q.log.closeFiles()
+		}
 		q.closeDirs()
 		_ = unlockDir(lock)
 		return nil, err
 	}
 	go q.commitLoop()
+	q.log.start()
+	q.compactStop, q.compactDone = make(chan struct{}), make(chan struct{})
+	go q.compactLoop(q.compactStop, q.compactDone)
 	return q, nil
 }
 
@@ -492,10 +536,20 @@ func (q *Queue) Close() error {
 	}
 	q.closed = true
 	q.mu.Unlock()
+	close(q.compactStop)
+	<-q.compactDone
 	q.inflight.Wait()
 	close(q.syncReqs)
 	<-q.commitDone
+	close(q.log.reqs)
+	<-q.log.done
 	err := q.syncDirs()
+	if derr := q.log.dropEmpty(); err == nil {
+		err = derr
+	}
+	if cerr := q.log.closeFiles(); err == nil {
+		err = cerr
+	}
 	if cerr := q.closeDirs(); err == nil {
 		err = cerr
 	}
@@ -628,11 +682,11 @@ func (r *readErrorReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Put stores a new message: the body streamed from r, then the envelope
-// with every recipient Pending. It returns nil only when both are durable,
-// file contents and directory entries, and only then does the message show
-// in Messages and Get. Concurrent Puts share directory fsyncs (see the
-// package comment).
+// Put stores a new message: the body read from r, then the envelope with
+// every recipient Pending, in the message log or, when larger than
+// LogMaxMessage, streamed into a file of its own. It returns nil only when
+// both are durable, and only then does the message show in Messages and
+// Get. Concurrent Puts share their syncs (see the package comment).
 //
 // If r fails, Put returns that error (not ErrStorage) and stores nothing;
 // the caller bounds the size by wrapping r. A failing write or sync
@@ -669,23 +723,104 @@ func (q *Queue) PutEnvelope(env Envelope, r io.Reader) (*Message, error) {
 	if err := validateMessage(m); err != nil {
 		return nil, fmt.Errorf("store message: %w", err)
 	}
-	if err := q.put(m, r); err != nil {
+	var ref *logRef
+	var err error
+	if q.opts.LogMaxMessage > 0 {
+		ref, err = q.putLogged(m, r)
+	} else {
+		err = q.put(m, r)
+	}
+	if err != nil {
 		// Take back everything this Put created, so that the client's
-		// retry does not become a duplicate after the next Open.
+		// retry does not become a duplicate after the next Open. (A
+		// record the log wrote is taken back by a removal record.)
 		_ = removeQuietly(q.path(m.ID, "msg"))
 		_ = removeQuietly(q.path(m.ID, "msg.tmp"))
 		return nil, fmt.Errorf("store message %s: %w", m.ID, err)
 	}
 	q.mu.Lock()
-	q.index[m.ID] = &entry{msg: m, single: true}
+	q.index[m.ID] = &entry{msg: m, single: ref == nil, log: ref}
 	q.mu.Unlock()
 	return m.clone(), nil
 }
 
-// put writes the message to <id>.msg.tmp with its envelope after it,
-// syncs it, renames it to <id>.msg and waits for the directory sync: one
-// file, one sync. The name appears only once the file is durable.
+// recordBufSize is the buffer a Put into the log starts with; a message
+// that fits costs no allocation.
+const recordBufSize = 64 << 10
+
+// putLogged reads the message into memory and, if it is at most
+// LogMaxMessage bytes, appends it to the log; a larger one, or one that
+// would take more than the log's share of memory, goes to a file of its
+// own (and ref is nil).
+func (q *Queue) putLogged(m *Message, r io.Reader) (ref *logRef, err error) {
+	bp := q.recordBufs.Get().(*[]byte)
+	buf := (*bp)[:logHeaderLen]
+	var held int64 // of q.log.memory
+	defer func() {
+		q.log.memory.Add(-held)
+		if cap(buf) <= 4*recordBufSize {
+			*bp = buf[:0]
+			q.recordBufs.Put(bp)
+		}
+	}()
+	max := q.opts.LogMaxMessage
+	for {
+		if len(buf) == cap(buf) {
+			// Room for one byte more than max at most: enough to tell
+			// that a message is too large.
+			grow := min(int64(cap(buf)), max+logHeaderLen+1-int64(cap(buf)))
+			if q.log.memory.Add(grow) > logMemory {
+				q.log.memory.Add(-grow)
+				break
+			}
+			held += grow
+			buf = slices.Grow(buf, int(grow))
+		}
+		n, rerr := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)-logHeaderLen) > max {
+			break
+		}
+		if rerr == io.EOF {
+			return q.putRecord(m, &buf)
+		}
+		if rerr != nil {
+			return nil, fmt.Errorf("read body: %w", rerr)
+		}
+	}
+	// Too large for the log: stream it, beginning with what was read.
+	return nil, q.put(m, io.MultiReader(bytes.NewReader(buf[logHeaderLen:]), r))
+}
+
+// putRecord appends the message in *buf (after logHeaderLen bytes of
+// room) and its envelope to the log and waits until it is durable.
+func (q *Queue) putRecord(m *Message, buf *[]byte) (*logRef, error) {
+	m.Size = int64(len(*buf) - logHeaderLen)
+	env, err := encodeEnvelope(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode envelope: %w", err)
+	}
+	*buf = sealPut(*buf, m.ID, env)
+	seg, off, err := q.log.append(*buf)
+	if err != nil {
+		return nil, err
+	}
+	return &logRef{seg: seg, off: off + logHeaderLen}, nil
+}
+
+// put writes the message to its own file and waits for the directory
+// sync; see putFile.
 func (q *Queue) put(m *Message, r io.Reader) error {
+	if err := q.putFile(m, r); err != nil {
+		return err
+	}
+	return q.syncDir()
+}
+
+// putFile writes the message to <id>.msg.tmp with its envelope after it,
+// syncs it and renames it to <id>.msg: one file, one sync. The name
+// appears only once the file is durable; the caller syncs the directory.
+func (q *Queue) putFile(m *Message, r io.Reader) error {
 	f, size, err := q.writeBody(m.ID, r)
 	if err != nil {
 		return err
@@ -708,7 +843,7 @@ func (q *Queue) put(m *Message, r io.Reader) error {
 	if err := os.Rename(q.path(m.ID, "msg.tmp"), q.path(m.ID, "msg")); err != nil {
 		return storageErr("rename message", err)
 	}
-	return q.syncDir()
+	return nil
 }
 
 // writeBody streams r into <id>.msg.tmp and returns the file, written but
@@ -907,8 +1042,20 @@ func (q *Queue) Body(id string) (io.ReadCloser, error) {
 	}
 	kind := "body"
 	q.mu.Lock()
-	single, size := e.single, e.msg.Size
+	single, size, ref := e.single, e.msg.Size, e.log
 	q.mu.Unlock()
+	if ref != nil {
+		if rc, ok := q.log.open(ref, size); ok {
+			return rc, nil
+		}
+		// Removed, or moved to its own file meanwhile.
+		q.mu.Lock()
+		single, gone := e.single, e.log != nil
+		q.mu.Unlock()
+		if gone || !single {
+			return nil, fmt.Errorf("message %q: %w", id, ErrNotFound)
+		}
+	}
 	if single {
 		kind = "msg"
 	}
@@ -965,6 +1112,17 @@ func (q *Queue) Update(m *Message) error {
 	if err := validateMessage(n); err != nil {
 		return fmt.Errorf("update message %s: %w", m.ID, err)
 	}
+	q.mu.Lock()
+	logged := e.log != nil
+	q.mu.Unlock()
+	if logged {
+		// A message that stays queued leaves the log for a file of its
+		// own, so the log only holds what is delivered on first try.
+		if err := q.moveToFile(e, n); err != nil {
+			return fmt.Errorf("update message %s: %w", m.ID, err)
+		}
+		return nil
+	}
 	if err := q.writeEnvelope(n); err != nil {
 		_ = removeQuietly(q.path(n.ID, "env.tmp"))
 		return fmt.Errorf("update message %s: %w", m.ID, err)
@@ -1001,6 +1159,20 @@ func (q *Queue) Remove(id string) error {
 	defer e.mu.Unlock()
 	if e.removed {
 		return fmt.Errorf("message %q: %w", id, ErrNotFound)
+	}
+	q.mu.Lock()
+	ref := e.log
+	q.mu.Unlock()
+	if ref != nil {
+		// Written with the next batch, not waited for: as below, a crash
+		// before it is durable delivers the message again.
+		q.log.appendLater(removeRecord(id))
+		e.removed = true
+		q.mu.Lock()
+		delete(q.index, id)
+		q.mu.Unlock()
+		q.log.release(ref.seg)
+		return nil
 	}
 	// The file that makes it a message goes first: a crash before the
 	// second leaves an envelope without a message, or a body without an

@@ -238,7 +238,7 @@ func TestPutStorageErrors(t *testing.T) {
 			var fail atomic.Bool
 			h := defaultHooks()
 			tc.hook(&h, &fail)
-			q := openTest(t, dir, Options{}, h)
+			q := openTest(t, dir, Options{LogMaxMessage: filesOnly}, h)
 			fail.Store(true)
 			_, err := q.Put("a@example.com", []string{"b@example.org"}, nil, newLazyBody(2, 1<<20))
 			if !errors.Is(err, ErrStorage) || !errors.Is(err, tc.errno) {
@@ -258,7 +258,7 @@ func TestPutStorageErrors(t *testing.T) {
 			if err := q.Close(); err != nil {
 				t.Fatal(err)
 			}
-			q2 := openTest(t, dir, Options{}, defaultHooks())
+			q2 := openTest(t, dir, Options{LogMaxMessage: filesOnly}, defaultHooks())
 			if n := q2.Len(); n != 1 {
 				t.Errorf("after reopen %d messages, want the 1 that succeeded", n)
 			}
@@ -360,7 +360,7 @@ func TestUpdateFailureKeepsOldState(t *testing.T) {
 		}
 		return fdatasync(f)
 	}
-	q := openTest(t, dir, Options{}, h)
+	q := openTest(t, dir, Options{LogMaxMessage: filesOnly}, h)
 	m, err := q.Put("a@example.com", []string{"b@example.org"}, nil, strings.NewReader("x"))
 	if err != nil {
 		t.Fatal(err)
@@ -379,7 +379,7 @@ func TestUpdateFailureKeepsOldState(t *testing.T) {
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}
-	q2 := openTest(t, dir, Options{}, defaultHooks())
+	q2 := openTest(t, dir, Options{LogMaxMessage: filesOnly}, defaultHooks())
 	if got, _ := q2.Get(m.ID); got == nil || got.Recipients[0].Status != Pending {
 		t.Errorf("after reopen %+v", got)
 	}
@@ -388,7 +388,7 @@ func TestUpdateFailureKeepsOldState(t *testing.T) {
 func TestRemove(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	q := openTest(t, dir, Options{}, defaultHooks())
+	q := openTest(t, dir, Options{LogMaxMessage: filesOnly}, defaultHooks())
 	keep, err := q.Put("a@example.com", []string{"b@example.org"}, nil, strings.NewReader("keep"))
 	if err != nil {
 		t.Fatal(err)
@@ -431,7 +431,7 @@ func TestRemove(t *testing.T) {
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}
-	q2 := openTest(t, dir, Options{}, defaultHooks())
+	q2 := openTest(t, dir, Options{LogMaxMessage: filesOnly}, defaultHooks())
 	if msgs := q2.Messages(); len(msgs) != 1 || msgs[0].ID != keep.ID {
 		t.Errorf("after reopen %+v", msgs)
 	}
@@ -442,7 +442,7 @@ func TestRemove(t *testing.T) {
 func TestOpenCleansLeftovers(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	q := openTest(t, dir, Options{}, defaultHooks())
+	q := openTest(t, dir, Options{LogMaxMessage: filesOnly}, defaultHooks())
 	whole, err := q.Put("a@example.com", []string{"b@example.org"}, nil, strings.NewReader("whole"))
 	if err != nil {
 		t.Fatal(err)
@@ -476,7 +476,7 @@ func TestOpenCleansLeftovers(t *testing.T) {
 	}
 	write("README", "not ours")
 
-	q2 := openTest(t, dir, Options{}, defaultHooks())
+	q2 := openTest(t, dir, Options{LogMaxMessage: filesOnly}, defaultHooks())
 	var ids []string
 	for _, m := range q2.Messages() {
 		ids = append(ids, m.ID)
@@ -506,7 +506,7 @@ func TestOpenQuarantinesCorruptEnvelopes(t *testing.T) {
 	if err := os.WriteFile(msgPath(dir, ids[1]+".body"), []byte("truncated"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	q2 := openTest(t, dir, Options{}, defaultHooks())
+	q2 := openTest(t, dir, Options{LogMaxMessage: filesOnly}, defaultHooks())
 	if msgs := q2.Messages(); len(msgs) != 1 || msgs[0].ID != ids[2] {
 		t.Errorf("messages %+v, want only %s", msgs, ids[2])
 	}
@@ -529,7 +529,7 @@ func TestOpenQuarantinesCorruptEnvelopes(t *testing.T) {
 	if err := os.WriteFile(msgPath(dir, ids[2]+".env"), []byte(newer), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(dir, Options{}); err == nil || !strings.Contains(err.Error(), "newer") {
+	if _, err := Open(dir, Options{LogMaxMessage: filesOnly}); err == nil || !strings.Contains(err.Error(), "newer") {
 		t.Errorf("Open with a newer envelope = %v", err)
 	}
 	if _, err := os.Stat(msgPath(dir, ids[2]+".env")); err != nil {
@@ -611,7 +611,7 @@ func TestGroupCommitSharesSyncs(t *testing.T) {
 		}
 		return d.Sync()
 	}
-	q := openTest(t, t.TempDir(), Options{}, h)
+	q := openTest(t, t.TempDir(), Options{LogMaxMessage: filesOnly}, h)
 	qp.Store(q)
 	putConcurrently(t, q, n)
 	if got := q.syncs.Load(); got != 2 {
@@ -635,7 +635,7 @@ func TestGroupCommitSlowDisk(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		return d.Sync()
 	}
-	q := openTest(t, t.TempDir(), Options{}, h)
+	q := openTest(t, t.TempDir(), Options{LogMaxMessage: filesOnly}, h)
 	putConcurrently(t, q, n)
 	if got := q.syncs.Load(); got > n/4 {
 		t.Errorf("%d Puts took %d directory syncs, want at most %d", n, got, n/4)
@@ -650,7 +650,7 @@ func TestGroupCommitMaxBatchDelay(t *testing.T) {
 	const n = 16
 	h := defaultHooks()
 	h.syncFile = func(*os.File) error { return nil }
-	q := openTest(t, t.TempDir(), Options{MaxBatchDelay: 200 * time.Millisecond}, h)
+	q := openTest(t, t.TempDir(), Options{LogMaxMessage: filesOnly, MaxBatchDelay: 200 * time.Millisecond}, h)
 	putConcurrently(t, q, n)
 	if got := q.syncs.Load(); got > 3 {
 		t.Errorf("%d Puts took %d directory syncs with a batch delay, want at most 3", n, got)
@@ -817,7 +817,7 @@ func TestOpenMovesTheFlatLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	q2 := openTest(t, dir, Options{}, defaultHooks())
+	q2 := openTest(t, dir, Options{LogMaxMessage: filesOnly}, defaultHooks())
 	var got []string
 	for _, m := range q2.Messages() {
 		got = append(got, m.ID)
@@ -855,7 +855,7 @@ func TestOpenMovesTheFlatLayout(t *testing.T) {
 func TestSingleFileMessages(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	q := openTest(t, dir, Options{}, defaultHooks())
+	q := openTest(t, dir, Options{LogMaxMessage: filesOnly}, defaultHooks())
 	put := func(body string) *Message {
 		m, err := q.Put("a@example.com", []string{"b@example.org"}, nil, strings.NewReader(body))
 		if err != nil {
@@ -887,7 +887,7 @@ func TestSingleFileMessages(t *testing.T) {
 	}
 	write(badState.ID+".env", "{not json")
 
-	q2 := openTest(t, dir, Options{}, defaultHooks())
+	q2 := openTest(t, dir, Options{LogMaxMessage: filesOnly}, defaultHooks())
 	var ids []string
 	for _, m := range q2.Messages() {
 		ids = append(ids, m.ID)
