@@ -502,7 +502,7 @@ func (s *session) Data(r io.Reader) error {
 	if len(env.Recipients) == 0 {
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
 	}
-	in := &dataStream{r: r}
+	in := &dataStream{r: fastDATA(r)}
 	br := bufio.NewReaderSize(in, 64<<10)
 	header, err := msgheader.Read(br, cfg.MaxHeaderSize)
 	if err != nil {
@@ -836,12 +836,9 @@ func (d *dataStream) Read(p []byte) (int, error) {
 		return 0, d.err
 	}
 	n, err := d.r.Read(p)
-	for i, c := range p[:n] {
-		if d.lastCR != (c == '\n') {
-			d.err = errBareLineEnding
-			return i, d.err
-		}
-		d.lastCR = c == '\r'
+	if i := d.bareLineEnding(p[:n]); i >= 0 {
+		d.err = errBareLineEnding
+		return i, d.err
 	}
 	switch {
 	case err == io.EOF && d.lastCR:
@@ -851,6 +848,38 @@ func (d *dataStream) Read(p []byte) (int, error) {
 		d.err = err
 	}
 	return n, err
+}
+
+// bareLineEnding returns the index in p of the first CR not followed by
+// LF or LF not preceded by CR, or -1, and carries a final CR over to the
+// next call. It jumps from CR to CR (bytes.IndexByte) rather than looking
+// at every byte: between two CRs there may be no LF at all.
+func (d *dataStream) bareLineEnding(p []byte) int {
+	off := 0
+	for off < len(p) {
+		if d.lastCR {
+			if p[off] != '\n' {
+				return off
+			}
+			d.lastCR = false
+			off++
+			continue
+		}
+		cr := bytes.IndexByte(p[off:], '\r')
+		end := len(p)
+		if cr >= 0 {
+			end = off + cr
+		}
+		if lf := bytes.IndexByte(p[off:end], '\n'); lf >= 0 {
+			return off + lf
+		}
+		if cr < 0 {
+			return -1
+		}
+		d.lastCR = true
+		off = end + 1
+	}
+	return -1
 }
 
 type slogErrorLog struct{ log *slog.Logger }
