@@ -677,7 +677,7 @@ func (s *Server) RemoveMessage(ctx context.Context, identity string, withNDR boo
 		}
 		s.track(m, tracking.Event{EventID: "FAIL", Source: "ADMIN", Recipients: removed.recipients, RecipientStatus: removed.statuses})
 		s.log.Info("message removed by an administrator", "queue_id", m.ID, "rcpts", n, "with_ndr", withNDR)
-		s.settle(m, nil)
+		_ = s.settle(m, nil) // logged; the queue keeps the state it had
 		return nil
 	})
 	return n, err

@@ -67,13 +67,20 @@ func (s *Server) dispatch(ctx context.Context) {
 			go func() {
 				defer s.workers.Done()
 				defer func() { <-s.outbound }()
-				m := s.process(ctx, id)
+				m, stored := s.process(ctx, id)
 				s.release(id)
-				if m != nil && hasUnnotified(m) {
+				switch {
+				case m != nil && hasUnnotified(m):
 					s.due.set(id, s.opts.Now().Add(notifyRetryDelay))
-					return
+				case !stored:
+					// The queue kept the state from before this
+					// attempt, whose next attempt is now: go by the
+					// state the attempt reached, or a full disk would
+					// retry the message in a loop.
+					s.schedule(m)
+				default:
+					s.reschedule(id)
 				}
-				s.reschedule(id)
 			}()
 		}
 	}
@@ -157,20 +164,21 @@ func delayNoticeDue(m *queue.Message, now time.Time, rt Retry) bool {
 }
 
 // process does one message's due work and records the outcome; it
-// returns the message as it left it (nil if it is gone).
-func (s *Server) process(ctx context.Context, id string) *queue.Message {
+// returns the message as it left it (nil if it is gone), and whether the
+// queue took that state (false: its disk refused it).
+func (s *Server) process(ctx context.Context, id string) (*queue.Message, bool) {
 	m, err := s.queue.Get(id)
 	if err != nil {
 		s.mu.Lock()
 		delete(s.retryRequested, id) // removed meanwhile
 		s.mu.Unlock()
-		return nil
+		return nil, true
 	}
 	now := s.opts.Now()
 	rt := *s.retry.Load()
 	s.takeRetryRequest(m, now)
 	if !needsWork(m, now, rt) {
-		return m // listed early, or changed since it was listed
+		return m, true // listed early, or changed since it was listed
 	}
 	var relayed []int
 	if !m.Suspended && hasPending(m) {
@@ -186,8 +194,7 @@ func (s *Server) process(ctx context.Context, id string) *queue.Message {
 			}
 		}
 	}
-	s.settle(m, relayed)
-	return m
+	return m, s.settle(m, relayed) == nil
 }
 
 // expire ends every pending recipient with Exchange's QUEUE.Expired NDR,
@@ -436,7 +443,7 @@ func (s *Server) fail(m *queue.Message, r *queue.Recipient, reply string) {
 // notified, leaves the queue. The notification is on disk before the
 // original's state says so, so a crash in between can send a notice twice
 // but never lose it.
-func (s *Server) settle(m *queue.Message, relayed []int) {
+func (s *Server) settle(m *queue.Message, relayed []int) error {
 	s.notifyFailures(m)
 	if len(relayed) > 0 {
 		s.notifyRelayed(m, relayed)
@@ -450,6 +457,7 @@ func (s *Server) settle(m *queue.Message, relayed []int) {
 	if err != nil {
 		s.log.Error("queue update failed; the message will be retried", "queue_id", m.ID, "err", err)
 	}
+	return err
 }
 
 // acquireConnector bounds the deliveries through one connector; nil when
