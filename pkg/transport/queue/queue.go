@@ -1049,10 +1049,11 @@ func (q *Queue) Body(id string) (io.ReadCloser, error) {
 			return rc, nil
 		}
 		// Removed, or moved to its own file meanwhile.
+		var logged bool
 		q.mu.Lock()
-		single, gone := e.single, e.log != nil
+		single, logged = e.single, e.log != nil
 		q.mu.Unlock()
-		if gone || !single {
+		if logged || !single {
 			return nil, fmt.Errorf("message %q: %w", id, ErrNotFound)
 		}
 	}
