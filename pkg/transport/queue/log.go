@@ -145,12 +145,15 @@ func readRecord(f io.ReaderAt, off, size int64, buf *[]byte) (rec logRecord, ok 
 // damage and is not reported).
 func scanSegment(f io.ReaderAt, size int64, fn func(logRecord)) (damaged int64, err error) {
 	var buf []byte
+	skipped := int64(0) // since the last intact record
 	for off := int64(0); off < size; {
 		rec, ok, err := readRecord(f, off, size, &buf)
 		if err != nil {
 			return damaged, err
 		}
 		if ok {
+			damaged += skipped
+			skipped = 0
 			fn(rec)
 			off += rec.total
 			continue
@@ -162,7 +165,7 @@ func scanSegment(f io.ReaderAt, size int64, fn func(logRecord)) (damaged int64, 
 		if next < 0 {
 			return damaged, nil
 		}
-		damaged += next - off
+		skipped += next - off
 		off = next
 	}
 	return damaged, nil

@@ -196,6 +196,36 @@ func TestLogTornAndDamagedRecords(t *testing.T) {
 	}
 }
 
+// A torn tail is not damage even when the torn message contains the
+// log's magic, which the scan for intact records stops at.
+func TestLogTornTailWithMagicIsNotDamage(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	q := openTest(t, dir, Options{}, defaultHooks())
+	a := put(t, q, "intact")
+	torn := put(t, q, "sclg sclg sclg, then torn by the crash")
+	abandon(t, q)
+	seg := segments(t, dir)[0]
+	data, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := bytes.Index(data, []byte(", then torn"))
+	if err := os.WriteFile(seg, data[:cut], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	q2 := openTest(t, dir, Options{}, defaultHooks())
+	if _, err := q2.Get(a.ID); err != nil {
+		t.Errorf("intact record lost: %v", err)
+	}
+	if _, err := q2.Get(torn.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("torn record loaded: %v", err)
+	}
+	if qs := q2.Quarantined(); len(qs) != 0 {
+		t.Errorf("a torn tail reported as damage: %v", qs)
+	}
+}
+
 // A record whose checksum holds but whose envelope cannot be used is kept
 // aside in corrupt/, not delivered and not deleted; one of a newer format
 // stops Open.
