@@ -502,7 +502,9 @@ func (s *session) Data(r io.Reader) error {
 	if len(env.Recipients) == 0 {
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
 	}
-	in := &dataStream{r: fastDATA(r)}
+	fast, done := fastDATA(r, s.conn)
+	defer done()
+	in := &dataStream{r: fast}
 	br := bufio.NewReaderSize(in, 64<<10)
 	header, err := msgheader.Read(br, cfg.MaxHeaderSize)
 	if err != nil {
