@@ -753,15 +753,25 @@ const recordBufSize = 64 << 10
 // would take more than the log's share of memory, goes to a file of its
 // own (and ref is nil).
 func (q *Queue) putLogged(m *Message, r io.Reader) (ref *logRef, err error) {
+	// Buffers go back to the pool whatever their size (at most about
+	// LogMaxMessage): a 1 MB message then costs no allocation either.
+	// What a buffer holds beyond recordBufSize counts against logMemory
+	// while a Put uses it.
 	bp := q.recordBufs.Get().(*[]byte)
-	buf := (*bp)[:logHeaderLen]
 	var held int64 // of q.log.memory
+	if extra := int64(cap(*bp) - recordBufSize); extra > 0 {
+		if q.log.memory.Add(extra) > logMemory {
+			q.log.memory.Add(-extra)
+			*bp = make([]byte, 0, recordBufSize)
+		} else {
+			held = extra
+		}
+	}
+	buf := (*bp)[:logHeaderLen]
 	defer func() {
 		q.log.memory.Add(-held)
-		if cap(buf) <= 4*recordBufSize {
-			*bp = buf[:0]
-			q.recordBufs.Put(bp)
-		}
+		*bp = buf[:0]
+		q.recordBufs.Put(bp)
 	}()
 	max := q.opts.LogMaxMessage
 	for {
