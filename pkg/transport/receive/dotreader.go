@@ -173,8 +173,10 @@ func (f *dotReader) count(run []byte) bool {
 	if f.limit <= 0 {
 		return true
 	}
-	if lf := bytes.LastIndexByte(run, '\n'); lf >= 0 {
-		f.line = len(run) - lf
+	// A run rarely holds an LF (it ends at a CR): look for one with
+	// IndexByte, which is vectorised, before LastIndexByte, which is not.
+	if bytes.IndexByte(run, '\n') >= 0 {
+		f.line = len(run) - bytes.LastIndexByte(run, '\n')
 	} else {
 		f.line += len(run)
 	}
