@@ -10,6 +10,7 @@
 package smtpclient
 
 import (
+	"bufio"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -59,10 +60,24 @@ type Client struct {
 	Transcript func(dir byte, line string)
 }
 
+// writeBuffer is the size of the buffer commands and message data are
+// written through: with textproto's 4 KB a 1 MB message is 256 writes to
+// the socket, and as many reads and wake-ups of the next hop.
+const writeBuffer = 64 << 10
+
+// newText is textproto.NewConn with a larger write buffer. The Conn's own
+// Close is never used (the Client closes conn), so its closer stays unset.
+func newText(conn net.Conn) *textproto.Conn {
+	return &textproto.Conn{
+		Reader: *textproto.NewReader(bufio.NewReader(conn)),
+		Writer: *textproto.NewWriter(bufio.NewWriterSize(conn, writeBuffer)),
+	}
+}
+
 // NewClient reads the greeting on conn. timeout bounds each command's round
 // trip (and the greeting).
 func NewClient(conn net.Conn, timeout time.Duration) (*Client, error) {
-	c := &Client{conn: conn, text: textproto.NewConn(conn), timeout: timeout}
+	c := &Client{conn: conn, text: newText(conn), timeout: timeout}
 	reply, err := c.read()
 	if err != nil {
 		return nil, err
@@ -159,7 +174,7 @@ func (c *Client) StartTLS(cfg *tls.Config, name string, forceHELO bool) error {
 		return fmt.Errorf("tls handshake: %w", err)
 	}
 	state := tc.ConnectionState()
-	c.conn, c.text, c.tls = tc, textproto.NewConn(tc), &state
+	c.conn, c.text, c.tls = tc, newText(tc), &state
 	return c.Hello(name, forceHELO)
 }
 
