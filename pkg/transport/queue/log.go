@@ -194,7 +194,8 @@ type segment struct {
 	f    *os.File
 
 	// Only the committer goroutine uses these.
-	size   int64 // bytes written
+	size   int64 // bytes of records written
+	zeroed int64 // bytes of the file written with zeros ahead of them
 	broken bool  // a write or sync failed: nothing more is appended
 
 	// Guarded by msgLog.mu.
@@ -361,12 +362,45 @@ func (l *msgLog) commit(batch []*logReq) {
 	}
 }
 
+// zeroAhead is how far ahead of the records a segment is written with
+// zeros. Records then overwrite blocks the file already has, and
+// fdatasync only has to write them out: an append changes the file's size
+// and makes every sync also commit the file system's journal (on ext4
+// here, 90 against 160 µs per sync, alone; more beside other files'
+// changes). The size changes once per zeroAhead instead.
+const zeroAhead = 1 << 20
+
+var zeros [64 << 10]byte
+
+// preallocate writes zeros from seg.zeroed up to past end, rounded up to
+// zeroAhead. The batch's sync makes them durable with its records.
+func (l *msgLog) preallocate(seg *segment, end int64) error {
+	target := (end + zeroAhead - 1) / zeroAhead * zeroAhead
+	for seg.zeroed < target {
+		b := zeros[:min(int64(len(zeros)), target-seg.zeroed)]
+		n, err := l.hooks.writeLog(seg.f, b, seg.zeroed)
+		seg.zeroed += int64(n)
+		if err == nil && n < len(b) {
+			err = io.ErrShortWrite
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // write appends recs to seg, in one write when they are small, and
 // records where each of reqs (parallel to recs, or nil) went.
 func (l *msgLog) write(seg *segment, recs [][]byte, reqs []*logReq) error {
 	total := 0
 	for _, r := range recs {
 		total += len(r)
+	}
+	if end := seg.size + int64(total); end > seg.zeroed {
+		if err := l.preallocate(seg, end); err != nil {
+			return err
+		}
 	}
 	off := seg.size
 	for i, r := range recs {
