@@ -79,7 +79,11 @@
 // before the sync that covers it. Remove appends an 'R' record without
 // waiting for it (it is synced with the next batch). A segment reaching
 // Options.SegmentSize is followed by a new one, whose name is synced into
-// log/ before any record in it is acknowledged.
+// log/ before any record in it is acknowledged. Segments are written with
+// zeros up to 1 MB ahead of their records, so that a sync finds the
+// file's size unchanged and only writes the records out, instead of also
+// committing the file system's journal; the zeros are synced with the
+// batch that wrote them.
 //
 // Update moves a logged message to a file of its own (written, synced and
 // renamed as by Put, and the directory synced), then appends and syncs an
@@ -97,7 +101,8 @@
 //
 // Open replays the log an earlier run left: it reads every segment in
 // order, keeping the 'P' records no later 'R' record cancels. A record
-// whose length or checksum is wrong ends the intact part: if intact
+// whose length or checksum is wrong, or the zeros ahead, end the intact
+// part: if intact
 // records follow (found by their magic and checksum), the damage is
 // reported through Quarantined; a tail that is simply torn, as a crash
 // leaves it, is not. Each message still live and not already in a file of
