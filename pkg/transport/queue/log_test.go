@@ -156,6 +156,23 @@ func TestLogMaxMessage(t *testing.T) {
 	}
 }
 
+// editSegment rewrites the only log segment in dir with what edit makes
+// of its bytes.
+func editSegment(t *testing.T, dir string, edit func([]byte) []byte) {
+	t.Helper()
+	segs := segments(t, dir)
+	if len(segs) != 1 {
+		t.Fatalf("segments %v, want one", segs)
+	}
+	data, err := os.ReadFile(segs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(segs[0], edit(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A crash tears the last record; damage in the middle hides only the
 // record it hits, and Open reports it.
 func TestLogTornAndDamagedRecords(t *testing.T) {
@@ -167,17 +184,10 @@ func TestLogTornAndDamagedRecords(t *testing.T) {
 	c := put(t, q, "third")
 	d := put(t, q, "fourth, torn by the crash")
 	abandon(t, q)
-	seg := segments(t, dir)[0]
-	data, err := os.ReadFile(seg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	i := bytes.Index(data, []byte("second, to be damaged"))
-	data[i] ^= 0x20
-	data = data[:bytes.Index(data, []byte("fourth, torn"))+5] // d's record, torn
-	if err := os.WriteFile(seg, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	editSegment(t, dir, func(data []byte) []byte {
+		data[bytes.Index(data, []byte("second, to be damaged"))] ^= 0x20
+		return data[:bytes.Index(data, []byte("fourth, torn"))+5] // d's record, torn
+	})
 
 	q2 := openTest(t, dir, Options{}, defaultHooks())
 	for _, m := range []*Message{a, c} {
@@ -205,15 +215,12 @@ func TestLogTornTailWithMagicIsNotDamage(t *testing.T) {
 	a := put(t, q, "intact")
 	torn := put(t, q, "sclg sclg sclg, then torn by the crash")
 	abandon(t, q)
-	seg := segments(t, dir)[0]
-	data, err := os.ReadFile(seg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cut := bytes.Index(data, []byte(", then torn"))
-	if err := os.WriteFile(seg, data[:cut], 0o600); err != nil {
-		t.Fatal(err)
-	}
+	// Torn in a segment written with zeros ahead: the rest of the record
+	// never reached the disk, the zeros did.
+	editSegment(t, dir, func(data []byte) []byte {
+		clear(data[bytes.Index(data, []byte(", then torn")):])
+		return data
+	})
 	q2 := openTest(t, dir, Options{}, defaultHooks())
 	if _, err := q2.Get(a.ID); err != nil {
 		t.Errorf("intact record lost: %v", err)
