@@ -253,8 +253,8 @@ func (l *msgLog) start() {
 	go l.run()
 }
 
-// append hands rec to the committer and, when wait is set, returns once it
-// is durable, with where it went.
+// append hands rec to the committer and returns once it is durable, with
+// where it went.
 func (l *msgLog) append(rec []byte) (*segment, int64, error) {
 	r := &logReq{rec: rec, done: make(chan error, 1)}
 	l.reqs <- r
