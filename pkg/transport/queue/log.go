@@ -189,7 +189,6 @@ func findMagic(f io.ReaderAt, off, size int64) (int64, error) {
 
 // segment is one file of the log, named by a sequence number.
 type segment struct {
-	seq  uint64
 	path string
 	f    *os.File
 
@@ -455,7 +454,7 @@ func (l *msgLog) writable() (*segment, error) {
 		_ = os.Remove(path)
 		return nil, fmt.Errorf("sync log directory: %w", err)
 	}
-	s := &segment{seq: seq, path: path, f: f}
+	s := &segment{path: path, f: f}
 	l.mu.Lock()
 	l.segs = append(l.segs, s)
 	l.collectLocked()

@@ -773,12 +773,12 @@ func (q *Queue) putLogged(m *Message, r io.Reader) (ref *logRef, err error) {
 		*bp = buf[:0]
 		q.recordBufs.Put(bp)
 	}()
-	max := q.opts.LogMaxMessage
+	limit := q.opts.LogMaxMessage
 	for {
 		if len(buf) == cap(buf) {
-			// Room for one byte more than max at most: enough to tell
+			// Room for one byte more than limit at most: enough to tell
 			// that a message is too large.
-			grow := min(int64(cap(buf)), max+logHeaderLen+1-int64(cap(buf)))
+			grow := min(int64(cap(buf)), limit+logHeaderLen+1-int64(cap(buf)))
 			if q.log.memory.Add(grow) > logMemory {
 				q.log.memory.Add(-grow)
 				break
@@ -788,7 +788,7 @@ func (q *Queue) putLogged(m *Message, r io.Reader) (ref *logRef, err error) {
 		}
 		n, rerr := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
-		if int64(len(buf)-logHeaderLen) > max {
+		if int64(len(buf)-logHeaderLen) > limit {
 			break
 		}
 		if rerr == io.EOF {
